@@ -1,0 +1,129 @@
+"""What every job does around its task: loggers and callbacks from the config,
+a `metrics.json` at the end whatever happens, W&B closed, user errors as one paragraph."""
+
+from __future__ import annotations
+
+import json
+import logging
+import netrc
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from lightning.pytorch import Callback
+from lightning.pytorch.loggers import Logger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet_lab.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def plain(cfg: DictConfig | None) -> Any:
+    """A resolved config as plain dicts/lists (what checkpoints and loggers store)."""
+    if cfg is None:
+        return None
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """Write to a temporary file beside `path`, then rename: a kill never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True, default=str)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def job_overrides() -> list[str]:
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def wandb_credentials_available() -> bool:
+    """True when W&B could log in without asking: an API key in the env or in ~/.netrc."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    try:
+        hosts = netrc.netrc(os.environ.get("NETRC")).hosts
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+    return any("wandb" in host for host in hosts)
+
+
+def build_loggers(cfg: DictConfig) -> list[Logger]:
+    loggers = []
+    for name, logger_cfg in (cfg.get("logger") or {}).items():
+        kwargs = {}
+        if "WandbLogger" in logger_cfg.get("_target_", "") and logger_cfg.get("offline") is None:
+            # An explicit WANDB_MODE wins; otherwise never let wandb.init prompt for a login.
+            kwargs["offline"] = (
+                os.environ.get("WANDB_MODE") == "offline"
+                if "WANDB_MODE" in os.environ
+                else not wandb_credentials_available()
+            )
+        log.info("Logger %s", name)
+        loggers.append(hydra.utils.instantiate(logger_cfg, **kwargs))
+    return loggers
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+
+
+def finish_wandb(output_dir: Path) -> None:
+    """End the active W&B run so the next job of a sweep gets its own, and say how to sync."""
+    wandb = sys.modules.get("wandb")
+    if wandb is None or wandb.run is None:
+        return
+    offline = wandb.run.settings.mode == "offline"
+    run_dir = Path(wandb.run.dir).parent
+    wandb.finish()
+    if offline:
+        log.info("W&B ran offline. Upload this run with:  wandb sync %s", run_dir)
+
+
+def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
+    """Run a task; whatever happens write metrics.json and close W&B.
+
+    A UserError (bad config, bad data) becomes one logged paragraph: in a single
+    run the process exits with status 1; in a sweep the job is marked failed and
+    the other jobs go on.
+    """
+    output_dir = Path(cfg.paths.output_dir)
+    start = time.monotonic()
+    result: dict[str, Any] = {"status": "failed"}
+    try:
+        result = {**task(cfg), "status": "completed"}
+    except UserError as err:
+        result["error"] = str(err)
+        log.error("%s", err)
+        if not in_multirun():
+            raise SystemExit(1) from None
+    except BaseException as err:
+        result["error"] = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        result["wall_s"] = round(time.monotonic() - start, 2)
+        result["overrides"] = job_overrides()
+        result["output_dir"] = str(output_dir)
+        if rank_zero_only.rank == 0:
+            write_json_atomic(output_dir / "metrics.json", result)
+        finish_wandb(output_dir)
+    return result

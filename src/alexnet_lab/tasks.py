@@ -1,0 +1,131 @@
+"""The jobs the entry points run: train a model, evaluate a checkpoint."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import hydra
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig
+
+from alexnet_lab.data import AlexNetDataModule
+from alexnet_lab.errors import CheckpointError, DataError
+from alexnet_lab.module import AlexNetClassifier
+from alexnet_lab.runs import build_callbacks, build_loggers, plain
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    L.seed_everything(cfg.seed, workers=True)
+
+    datamodule: AlexNetDataModule = hydra.utils.instantiate(cfg.data)
+    datamodule.prepare_data()  # the class list (and so the model's width) needs the files
+    model = AlexNetClassifier(
+        net=plain(cfg.model),
+        optimizer=plain(cfg.optimizer),
+        scheduler=plain(cfg.get("scheduler")) or None,
+        class_names=datamodule.classes,
+        data=plain(cfg.data),
+    )
+    log.info(
+        "%s: %s parameters, %d classes",
+        cfg.model.arch,
+        f"{model.num_parameters:,}",
+        datamodule.num_classes,
+    )
+
+    loggers = build_loggers(cfg)
+    trainer: L.Trainer = hydra.utils.instantiate(
+        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg)
+    )
+    for logger in loggers:
+        logger.log_hyperparams(plain(cfg))
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    return summarize_fit(trainer, model)
+
+
+def summarize_fit(trainer: L.Trainer, model: AlexNetClassifier) -> dict[str, Any]:
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    summary: dict[str, Any] = {
+        "val/acc_top1": metrics.get("val/acc_top1"),
+        "val/acc_top5": metrics.get("val/acc_top5"),
+        "val/loss": metrics.get("val/loss"),
+        "train/loss": metrics.get("train/loss_epoch"),
+        "train/acc_top1": metrics.get("train/acc_top1"),
+        "epochs": int(trainer.current_epoch),
+        "global_step": int(trainer.global_step),
+        "params": model.num_parameters,
+    }
+    checkpoint = trainer.checkpoint_callback
+    if isinstance(checkpoint, ModelCheckpoint):
+        summary["best_checkpoint"] = checkpoint.best_model_path or None
+        summary["last_checkpoint"] = checkpoint.last_model_path or None
+        if checkpoint.best_model_score is not None:
+            summary[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
+    return summary
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint without unpickling code (weights_only) and check it is one of ours."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise CheckpointError(
+            f"ckpt_path={path} does not exist. Pass the path of a .ckpt file "
+            f"from a run's checkpoints/ folder."
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(
+            f"{path} is not a checkpoint this project can read safely ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:200]}). Expected a Lightning .ckpt written by "
+            f"src/train.py; files that need arbitrary code to load are refused."
+        ) from None
+    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
+    if "state_dict" not in checkpoint or "net" not in hparams:
+        raise CheckpointError(
+            f"{path} is a PyTorch file but not an AlexNet Lab checkpoint (it lacks the "
+            f"state_dict and the model config). Expected a .ckpt written by src/train.py."
+        )
+    return checkpoint
+
+
+def model_from_checkpoint(checkpoint: dict[str, Any]) -> AlexNetClassifier:
+    model = AlexNetClassifier(**checkpoint["hyper_parameters"])
+    model.load_state_dict(checkpoint["state_dict"])
+    return model.eval()
+
+
+def evaluate(cfg: DictConfig) -> dict[str, Any]:
+    """Centre-crop and 10-crop top-1/top-5 of a checkpoint on a val/ split."""
+    checkpoint = load_checkpoint(cfg.ckpt_path)
+    model = model_from_checkpoint(checkpoint)
+    hparams = checkpoint["hyper_parameters"]
+    data_cfg = {**hparams["data"], **{k: v for k, v in plain(cfg.data).items() if v is not None}}
+
+    results: dict[str, Any] = {"ckpt_path": str(cfg.ckpt_path), "params": model.num_parameters}
+    for ten_crop, suffix in ((False, ""), (True, "_10crop")):
+        datamodule = hydra.utils.instantiate(data_cfg, ten_crop=ten_crop)
+        datamodule.prepare_data()
+        if datamodule.classes != hparams["class_names"]:
+            raise DataError(
+                f"The classes under {data_cfg.get('root')} do not match the checkpoint's "
+                f"{len(hparams['class_names'])} classes (same names, same order). Evaluate on "
+                f"data with the class folders the model was trained on."
+            )
+        trainer: L.Trainer = hydra.utils.instantiate(
+            cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False
+        )
+        (scores,) = trainer.test(model, datamodule=datamodule, verbose=False)
+        results.update({f"{k}{suffix}": float(v) for k, v in scores.items()})
+    for key in sorted(k for k in results if k.startswith("eval/")):
+        log.info("%-24s %.4f", key, results[key])
+    return results
