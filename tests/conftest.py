@@ -1,0 +1,96 @@
+"""Shared test helpers: generated image folders, composed configs, entry-point runs.
+
+Nothing here touches the network: W&B is forced offline and data is generated.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+from torchvision.io import encode_jpeg, write_file
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+SRC = REPO / "src"
+
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def make_image_folder(
+    root: Path,
+    classes=("n01440764", "n01443537", "n01484850"),
+    per_class: int = 6,
+    size: tuple[int, int] = (30, 40),
+    splits=("train", "val"),
+    ext: str = ".JPEG",
+) -> Path:
+    """An ImageNet-style tree of small JPEGs. Class i is tinted towards colour i, so a
+    model can learn it; each image also has noise so no two are alike."""
+    g = torch.Generator().manual_seed(0)
+    for split in splits:
+        for index, name in enumerate(classes):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                image = torch.randint(0, 120, (3, *size), generator=g, dtype=torch.uint8)
+                image[index % 3] += 120
+                write_file(str(folder / f"{name}_{k:04d}{ext}"), encode_jpeg(image, quality=90))
+    return root
+
+
+@pytest.fixture
+def image_folder(tmp_path: Path) -> Path:
+    return make_image_folder(tmp_path / "imagenet_like")
+
+
+@pytest.fixture(scope="session")
+def shared_data_dir(tmp_path_factory) -> Path:
+    """One data/ folder for the whole session, so the built-in dataset is written once."""
+    return tmp_path_factory.mktemp("data")
+
+
+def compose_config(
+    overrides: list[str], output_dir: Path, config_name: str = "train"
+) -> DictConfig:
+    """Compose a config as `python src/<config_name>.py overrides...` would, with
+    the Hydra runtime set so `${hydra:...}` interpolations resolve."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(CONF)):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+def run_entry_point(
+    script: str, *overrides: str, cwd: Path, timeout: int = 300, check: bool = True
+) -> subprocess.CompletedProcess:
+    """Run `python src/<script> overrides...` in `cwd` (outputs/ and data/ land there)."""
+    env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd), "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        [sys.executable, str(SRC / script), *overrides],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{script} {' '.join(overrides)} exited {result.returncode}\n"
+            f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
+        )
+    return result
