@@ -22,7 +22,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lab.errors import UserError
+from alexnet_lab.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +99,21 @@ def finish_wandb(output_dir: Path) -> None:
         log.info("W&B ran offline. Upload this run with:  wandb sync %s", run_dir)
 
 
+# What to say about a required value that was not given.
+REQUIRED_HINTS = {
+    "data.root": "a folder holding train/<class>/ and val/<class>/ images (ImageNet layout)",
+    "ckpt_path": "a .ckpt file from a run's checkpoints/ folder",
+}
+
+
+def require_complete(cfg: DictConfig) -> None:
+    """Name every `???` value still unset, before anything is built."""
+    missing = sorted(k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra."))
+    if missing:
+        hints = "; ".join(f"{k}=... ({REQUIRED_HINTS.get(k, 'required')})" for k in missing)
+        raise ConfigError(f"{', '.join(missing)} must be set: pass {hints} on the command line.")
+
+
 def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
     """Run a task; whatever happens write metrics.json and close W&B.
 
@@ -110,6 +125,7 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
     start = time.monotonic()
     result: dict[str, Any] = {"status": "failed"}
     try:
+        require_complete(cfg)
         result = {**task(cfg), "status": "completed"}
     except UserError as err:
         result["error"] = str(err)
