@@ -1,0 +1,135 @@
+"""summary.csv and summary.md in every sweep folder: one row per job, its overrides,
+status and final metrics, failed jobs included with the reason.
+
+A Hydra callback (conf/hydra/default.yaml) rebuilds both files from the jobs' own
+metrics.json after every job and at the end of the sweep, so a sweep cut short still
+leaves a table, and launchers that run jobs elsewhere (submitit) are covered too.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+FIRST_COLUMNS = ["job", "status", "overrides"]
+LAST_COLUMNS = ["wall_s", "error", "output_dir"]
+# Metric columns in this order when present; other numeric keys follow, sorted.
+PREFERRED = ["val/acc_top1", "val/acc_top5", "val/loss", "train/loss", "train/acc_top1"]
+
+
+def _job_sort_key(path: Path) -> tuple[int, str]:
+    return (int(path.name), "") if path.name.isdigit() else (1 << 30, path.name)
+
+
+def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job folder (a folder with Hydra's .hydra/overrides.yaml)."""
+    rows = []
+    for job_dir in sorted(
+        (p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
+        key=_job_sort_key,
+    ):
+        overrides = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
+        row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides)}
+        metrics_path = job_dir / "metrics.json"
+        if metrics_path.is_file():
+            metrics = json.loads(metrics_path.read_text())
+            for key, value in metrics.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row[key] = value
+            row["status"] = metrics.get("status", "unknown")
+            if metrics.get("error"):
+                row["error"] = " ".join(str(metrics["error"]).split())[:300]
+        else:
+            row["status"] = "no metrics.json (running, or killed)"
+        row["output_dir"] = str(job_dir)
+        rows.append(row)
+    return rows
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    keys = {k for row in rows for k in row} - set(FIRST_COLUMNS) - set(LAST_COLUMNS)
+    metrics = [k for k in PREFERRED if k in keys]
+    metrics += sorted(keys - set(metrics))
+    return FIRST_COLUMNS + metrics + [k for k in LAST_COLUMNS if any(k in r for r in rows)]
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "" if value is None else str(value)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Write sweep_dir/summary.csv and summary.md; return the rows."""
+    rows = collect_jobs(sweep_dir)
+    columns = _columns(rows)
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(sweep_dir / "summary.csv", out.getvalue())
+
+    shown = [c for c in columns if c != "output_dir"]
+    failed = sum(r["status"] != "completed" for r in rows)
+    lines = [
+        f"# Sweep {sweep_dir.name}",
+        "",
+        f"{len(rows)} jobs, {len(rows) - failed} completed, {failed} not completed.",
+        "",
+        "| " + " | ".join(shown) + " |",
+        "|" + "---|" * len(shown),
+    ]
+    for row in rows:
+        cells = (_format(row.get(c)).replace("|", "\\|") for c in shown)
+        lines.append("| " + " | ".join(cells) + " |")
+    _write_atomic(sweep_dir / "summary.md", "\n".join(lines) + "\n")
+    return rows
+
+
+class SweepSummary(Callback):
+    """Hydra callback: keeps summary.csv / summary.md of the sweep folder up to date."""
+
+    def _update(self, sweep_dir: Any) -> None:
+        sweep_dir = Path(str(sweep_dir))
+        if not sweep_dir.is_dir():
+            return
+        try:
+            rows = write_summary(sweep_dir)
+        except Exception:  # a summary must never fail a job or the sweep
+            log.exception("Could not write the sweep summary in %s", sweep_dir)
+            return
+        return rows
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            self._update(config.hydra.sweep.dir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        rows = self._update(config.hydra.sweep.dir)
+        if rows is not None:
+            failed = [r["job"] for r in rows if r["status"] != "completed"]
+            log.info(
+                "Sweep summary: %s/summary.md (%d jobs%s)",
+                config.hydra.sweep.dir,
+                len(rows),
+                f"; not completed: {', '.join(failed)}" if failed else "",
+            )
