@@ -55,8 +55,10 @@ class AlexNetClassifier(L.LightningModule):
         return count_parameters(self.net)
 
     def configure_model(self) -> None:
-        if self.compile_net and not isinstance(self.net, torch._dynamo.eval_frame.OptimizedModule):
-            self.net = torch.compile(self.net)
+        # nn.Module.compile compiles in place: unlike `self.net = torch.compile(self.net)`
+        # the state_dict keys stay `net.*`, so checkpoints load into an uncompiled model.
+        if self.compile_net and getattr(self.net, "_compiled_call_impl", None) is None:
+            self.net.compile()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -77,7 +79,7 @@ class AlexNetClassifier(L.LightningModule):
             return self(images.flatten(0, 1)).softmax(-1).view(b, v, -1).mean(1)
         return self(images).softmax(-1)
 
-    def _eval_step(self, batch, prefix: str) -> None:
+    def _eval_step(self, batch, prefix: str) -> torch.Tensor:
         images, targets = batch
         if images.dim() == 5:
             probs = self.predict_proba(images)
@@ -91,9 +93,11 @@ class AlexNetClassifier(L.LightningModule):
         self.log(f"{prefix}/loss", loss, prog_bar=True, sync_dist=True)
         self.log(f"{prefix}/acc_top1", self.val_top1, prog_bar=True)
         self.log(f"{prefix}/acc_top5", self.val_top5)
+        # Callbacks (confusion matrix, prediction grid) read these scores.
+        return scores.detach()
 
-    def validation_step(self, batch, batch_idx: int) -> None:
-        self._eval_step(batch, "val")
+    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
+        return self._eval_step(batch, "val")
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "eval")

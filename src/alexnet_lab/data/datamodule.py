@@ -21,6 +21,12 @@ from alexnet_lab.data.folders import (
     list_images,
     union_across_ranks,
 )
+from alexnet_lab.data.gpu_decode import (
+    EncodedImages,
+    check_decode_device,
+    collate_encoded,
+    decode_batch,
+)
 from alexnet_lab.data.transforms import (
     IMAGENET_EIGVAL,
     IMAGENET_EIGVEC,
@@ -29,6 +35,7 @@ from alexnet_lab.data.transforms import (
     BatchNormalizer,
     EvalTransform,
     TrainTransform,
+    collate_images,
 )
 from alexnet_lab.errors import ConfigError, DataError
 
@@ -51,8 +58,12 @@ class AlexNetDataModule(L.LightningDataModule):
         std: Sequence[float] = IMAGENET_STD,
         eigval: Sequence[float] = IMAGENET_EIGVAL,
         eigvec: Sequence[Sequence[float]] = IMAGENET_EIGVEC,
+        decode_device: str = "cpu",
     ):
         super().__init__()
+        # cuda: workers only read files; decode, resize, crop, flip run on the GPU.
+        self.decode_device = check_decode_device(decode_device)
+        self.device_transforms: tuple | None = None  # (train, eval), set when decoding on GPU
         if resize_size is None:  # the paper's 256 / 224, at any scale
             resize_size = round(crop_size * 256 / 224)
         if batch_size < 1:
@@ -91,6 +102,7 @@ class AlexNetDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            collate_fn=collate_encoded if self.device_transforms else collate_images,
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -107,6 +119,15 @@ class AlexNetDataModule(L.LightningDataModule):
         datasets = [d for d in (self.train_set, self.val_set) if hasattr(d, "unreadable_files")]
         local = [path for dataset in datasets for path in dataset.unreadable_files()]
         return union_across_ranks(local)
+
+    def on_before_batch_transfer(self, batch, dataloader_idx: int):
+        if self.device_transforms is None:
+            return batch
+        encoded, targets = batch
+        training = self.trainer is not None and self.trainer.training
+        device = self.trainer.strategy.root_device if self.trainer is not None else "cuda"
+        transform = self.device_transforms[0 if training else 1]
+        return decode_batch(encoded, device, transform), targets
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):
         images, targets = batch
@@ -158,12 +179,16 @@ class ImageFolderDataModule(AlexNetDataModule):
                 f"{self.root}/{split} has no images (looked for .jpg, .jpeg, .png, .bmp, .gif, "
                 f".webp in its class folders). Check data.root."
             )
+        if self.decode_device == "cuda":
+            return EncodedImages(samples)  # the transform runs after decode_batch
         return ImageFolderDataset(samples, transform)
 
     def setup(self, stage: str | None = None) -> None:
         eval_transform = EvalTransform(self.resize_size, self.crop_size, self.ten_crop)
+        train_transform = TrainTransform(self.resize_size, self.crop_size, self.augment)
+        if self.decode_device == "cuda":
+            self.device_transforms = (train_transform, eval_transform)
         if stage in (None, "fit") and self.train_set is None:
-            train_transform = TrainTransform(self.resize_size, self.crop_size, self.augment)
             self.train_set = self._split("train", train_transform)
         if self.val_set is None:
             self.val_set = self._split("val", eval_transform)

@@ -155,6 +155,14 @@ def stack_images(images: list[torch.Tensor]) -> torch.Tensor:
     return default_collate([img.permute(1, 2, 0) for img in images]).permute(0, 3, 1, 2)
 
 
+def collate_images(samples: list[tuple[torch.Tensor, int]]):
+    """The DataLoader's collate_fn for (image, class index) samples."""
+    return (
+        stack_images([image for image, _ in samples]),
+        torch.tensor([target for _, target in samples]),
+    )
+
+
 class BatchNormalizer(nn.Module):
     """uint8 batch -> normalised float batch on the batch's device, with PCA colour noise.
 
