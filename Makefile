@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help install test test-slow test-all lint format train clean
+.PHONY: help install test test-slow test-all lint format train report study clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -34,6 +34,13 @@ format: ## ruff fix and format
 
 train: ## the main job: small AlexNet on the built-in Fashion-MNIST slice, CPU
 	$(PY) src/train.py
+
+report: ## rebuild every study's tables and figures from experiments/*/runs (see experiments/README.md)
+	$(PY) src/report.py
+
+study: ## re-run every ablation study on CPU (about an hour), then make report
+	experiments/run_all.sh
+	$(PY) src/report.py
 
 clean: ## remove run outputs and caches (not .venv, not data/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

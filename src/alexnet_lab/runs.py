@@ -22,6 +22,7 @@ from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from alexnet_lab.checks import redact_secrets
 from alexnet_lab.errors import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,6 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
         result["overrides"] = job_overrides()
         result["output_dir"] = str(output_dir)
         if rank_zero_only.rank == 0:
-            write_json_atomic(output_dir / "metrics.json", result)
+            write_json_atomic(output_dir / "metrics.json", redact_secrets(result))
         finish_wandb(output_dir)
     return result

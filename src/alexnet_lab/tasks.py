@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
+from alexnet_lab.checks import check_checkpoint_fits, check_train_config, redact_secrets
 from alexnet_lab.data import AlexNetDataModule
 from alexnet_lab.errors import CheckpointError, DataError
 from alexnet_lab.module import AlexNetClassifier
@@ -23,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    check_train_config(cfg)  # out-of-range values: one clear error before anything is built
     L.seed_everything(cfg.seed, workers=True)
 
     datamodule: AlexNetDataModule = hydra.utils.instantiate(cfg.data)
@@ -40,13 +40,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         f"{model.num_parameters:,}",
         datamodule.num_classes,
     )
+    if cfg.get("ckpt_path"):  # a clear error now rather than a state_dict mismatch in fit
+        check_checkpoint_fits(load_checkpoint(cfg.ckpt_path), cfg.ckpt_path, model)
 
     loggers = build_loggers(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg)
     )
     for logger in loggers:
-        logger.log_hyperparams(plain(cfg))
+        logger.log_hyperparams(redact_secrets(plain(cfg)))
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     return summarize_fit(trainer, model)
@@ -64,6 +66,13 @@ def summarize_fit(trainer: L.Trainer, model: AlexNetClassifier) -> dict[str, Any
         "global_step": int(trainer.global_step),
         "params": model.num_parameters,
     }
+    if hasattr(trainer.datamodule, "skipped_files"):
+        skipped = trainer.datamodule.skipped_files()  # every rank calls it: a collective
+        summary["data/skipped_files"] = len(skipped)
+        if skipped and trainer.is_global_zero:
+            listing = Path(trainer.default_root_dir) / "skipped_files.txt"
+            listing.write_text("".join(f"{path}\n" for path in skipped))
+            summary["data/skipped_list"] = str(listing)
     checkpoint = trainer.checkpoint_callback
     if isinstance(checkpoint, ModelCheckpoint):
         summary["best_checkpoint"] = checkpoint.best_model_path or None
@@ -83,14 +92,26 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError) as err:
+    except Exception as err:  # torch.load fails in many ways on files that are not its own
+        first_line = (str(err).strip().splitlines() or ["no details"])[0][:200]
         raise CheckpointError(
             f"{path} is not a checkpoint this project can read safely ({type(err).__name__}: "
-            f"{str(err).splitlines()[0][:200]}). Expected a Lightning .ckpt written by "
-            f"src/train.py; files that need arbitrary code to load are refused."
+            f"{first_line}). Expected a Lightning .ckpt written by src/train.py; files that "
+            f"need arbitrary code to load are refused."
         ) from None
     hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
-    if "state_dict" not in checkpoint or "net" not in hparams:
+    if (
+        isinstance(checkpoint, dict)
+        and checkpoint
+        and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+    ):
+        raise CheckpointError(
+            f"{path} holds bare network weights (a state_dict with {len(checkpoint)} tensors, "
+            f"e.g. torchvision's alexnet file), not a training checkpoint. Expected a .ckpt "
+            f"written by src/train.py. To classify images with torchvision's AlexNet weights: "
+            f"python src/predict.py model=alexnet_owt weights={path} 'images=[...]'."
+        )
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "net" not in hparams:
         raise CheckpointError(
             f"{path} is a PyTorch file but not an AlexNet Lab checkpoint (it lacks the "
             f"state_dict and the model config). Expected a .ckpt written by src/train.py."
@@ -126,6 +147,7 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
         )
         (scores,) = trainer.test(model, datamodule=datamodule, verbose=False)
         results.update({f"{k}{suffix}": float(v) for k, v in scores.items()})
+        results["data/skipped_files"] = len(datamodule.skipped_files())
     for key in sorted(k for k in results if k.startswith("eval/")):
         log.info("%-24s %.4f", key, results[key])
     return results
