@@ -261,7 +261,7 @@ def test_report_writes_tables_figures_and_the_claims_table(tmp_path: Path):
         "# Claims\n<!-- claims:start -->\nSTALE\n<!-- claims:end -->\nkept\n"
     )
     (experiments / "dropout/README.md").write_text(
-        "intro\n<!-- results:start -->\n<!-- results:end -->\n"
+        "intro\n<!-- results:start -->\n<!-- results:end -->\n**Verdict:** holds, judged.\n"
     )
 
     assert report.seed_commands(experiments / "relu_vs_tanh") == [
@@ -273,9 +273,9 @@ def test_report_writes_tables_figures_and_the_claims_table(tmp_path: Path):
     fig1 = (experiments / "relu_vs_tanh/results.md").read_text()
     # At the tuned lrs, relu reaches 25% at epoch 2 with both seeds, tanh at 3; to 15%
     # relu needs 3 and 3 epochs, tanh 3 and 4.
-    assert "| default | relu | 0.01 | 2 | 2.0 ± 0.0 | 3.0 ± 0.0 |" in fig1
-    assert "| default | tanh | 0.1 | 2 | 3.0 ± 0.0 | 3.5 ± 0.7 |" in fig1
-    assert "| default | 1.5 | 1.2 |" in fig1  # 3 / 2 and 3.5 / 3 epochs
+    assert "| 4 epochs | default | relu | 0.01 | 2 | 2.0 ± 0.0 | 3.0 ± 0.0 |" in fig1
+    assert "| 4 epochs | default | tanh | 0.1 | 2 | 3.0 ± 0.0 | 3.5 ± 0.7 |" in fig1
+    assert "| 4 epochs | default | 1.5 | 1.2 |" in fig1  # 3 / 2 and 3.5 / 3 epochs
     for png in (
         "relu_vs_tanh/fig1_train_error.png",
         "relu_vs_tanh/lr_grid.png",
@@ -292,6 +292,7 @@ def test_report_writes_tables_figures_and_the_claims_table(tmp_path: Path):
     assert "STALE" not in claims and claims.endswith("kept\n")
     assert "not run here" in claims  # LRN, overlap, towers: no runs in this fake tree
     assert rows["4. Dropout"]["seeds"] == 3
+    assert rows["4. Dropout"]["verdict"] == "holds, judged."  # the README's own words
 
 
 # ------------------------------------------------- notebook on a real tiny sweep

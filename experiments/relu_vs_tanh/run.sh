@@ -16,9 +16,18 @@ if [ "${SKIP_GRID:-0}" != 1 ]; then
 fi
 # 2. Seeds 1 and 2 at each arm's tuned lr (lowest mean training error with seed 0).
 [ "${SKIP_SEEDS:-0}" = 1 ] && exit 0
-$PY -m alexnet_lab.report --experiments $EXPERIMENTS --best-lr | while read -r arm; do
+ARMS=$($PY -m alexnet_lab.report --experiments $EXPERIMENTS --best-lr)
+echo "$ARMS" | while read -r arm; do
   # shellcheck disable=SC2086  # the overrides are meant to split
   nice -n 10 $PY src/train.py -m experiment=study_fig1 $arm seed=1,2 \
     hydra.sweep.dir=$RUNS/seeds/$(echo "$arm" | sed 's/model\.//g; s/optimizer\.//; s/ /_/g; s/=/-/g') \
+    < /dev/null
+done
+# 3. The default-init arms three times longer (24 epochs, 384 steps), seeds 0-2, so the
+#    lower thresholds come within reach.
+echo "$ARMS" | grep "init=default" | while read -r arm; do
+  # shellcheck disable=SC2086
+  nice -n 10 $PY src/train.py -m experiment=study_fig1 $arm seed=0,1,2 trainer.max_epochs=24 \
+    hydra.sweep.dir=$RUNS/long/$(echo "$arm" | sed 's/model\.//g; s/optimizer\.//; s/ /_/g; s/=/-/g') \
     < /dev/null
 done
