@@ -243,7 +243,7 @@ def best_lrs(table: pd.DataFrame, seed: int = 0) -> dict[tuple[str, str], float]
 
 def seed_commands(study_dir: Path) -> list[str]:
     """Claim 1's tuned arms as override strings, from the seed-0 lr grid."""
-    runs, _ = load_runs(study_dir / "runs" / "grid")
+    runs, _ = load_runs(*sorted((study_dir / "runs").glob("grid*")))
     if not runs:
         return []
     return [
@@ -286,7 +286,7 @@ def _fig1_rows(table: pd.DataFrame, label: str) -> tuple[list[list], dict]:
 
 
 def report_relu_vs_tanh(study_dir: Path) -> dict[str, Any] | None:
-    grid_runs, failed = load_runs(study_dir / "runs" / "grid")
+    grid_runs, failed = load_runs(*sorted((study_dir / "runs").glob("grid*")))
     if not grid_runs:
         return None
     seed_runs, failed_seeds = load_runs(study_dir / "runs" / "seeds")
