@@ -18,3 +18,7 @@ class DataError(UserError):
 
 class CheckpointError(UserError):
     pass
+
+
+class TrainingDivergedError(UserError):
+    """The loss became NaN or inf: the message names the step and the checkpoint kept."""

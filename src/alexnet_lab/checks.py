@@ -1,0 +1,188 @@
+"""Checks that turn a bad value into a clear error before anything is built, and keep
+secrets out of what a run writes."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from omegaconf import DictConfig
+
+from alexnet_lab.errors import CheckpointError, ConfigError
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def available_devices(accelerator: str) -> tuple[int, str] | None:
+    """How many devices of this kind the machine has, and what they are called."""
+    if accelerator == "cpu":
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return (cores or os.cpu_count() or 1), "CPU cores"
+    if accelerator in ("gpu", "cuda"):
+        return torch.cuda.device_count(), "CUDA GPUs"
+    return None  # auto, mps, tpu...: Lightning decides and checks
+
+
+def check_trainer_config(trainer: Mapping) -> list[str]:
+    problems = []
+    max_epochs = trainer.get("max_epochs")
+    if max_epochs is not None and not (
+        _is_int(max_epochs) and (max_epochs >= 1 or max_epochs == -1)
+    ):
+        problems.append(f"trainer.max_epochs={max_epochs}: use a whole number >= 1 (-1: no limit).")
+    num_nodes = trainer.get("num_nodes", 1)
+    if not (_is_int(num_nodes) and num_nodes >= 1):
+        problems.append(f"trainer.num_nodes={num_nodes}: use a whole number >= 1.")
+
+    accelerator = str(trainer.get("accelerator", "auto")).lower()
+    devices = trainer.get("devices", "auto")
+    if devices in ("auto", -1, "-1", None):
+        return problems
+    if isinstance(devices, str):  # Lightning reads "2" as a count and "0,1" as indices
+        parts = [p for p in devices.split(",") if p.strip()]
+        if not all(p.strip().isdigit() for p in parts):
+            return [
+                *problems,
+                f"trainer.devices={devices!r}: use a count, a list of indices or auto.",
+            ]
+        indices = [int(p) for p in parts] if "," in devices else None
+        count = len(parts) if indices else int(devices)
+    elif isinstance(devices, Sequence):
+        indices, count = list(devices), len(devices)
+        if not all(_is_int(i) and i >= 0 for i in indices):
+            return [*problems, f"trainer.devices={devices}: device indices are whole numbers >= 0."]
+    elif _is_int(devices):
+        indices, count = None, devices
+    else:
+        return [*problems, f"trainer.devices={devices!r}: use a count, a list of indices or auto."]
+    if count < 1:
+        return [*problems, f"trainer.devices={devices}: use at least 1 (or -1 for all)."]
+
+    available = available_devices(accelerator)
+    if available is None:
+        return problems
+    have, what = available
+    if have == 0:
+        problems.append(
+            f"trainer.accelerator={accelerator} but this machine has no {what} "
+            f"(torch.cuda.device_count() is 0). Use trainer=cpu, or run where a GPU is visible."
+        )
+    elif count > have or (indices and max(indices) >= have):
+        problems.append(
+            f"trainer.devices={devices} asks for more than this machine's {have} {what}. "
+            f"Use trainer.devices={have} or fewer (or -1 for all)."
+        )
+    return problems
+
+
+def check_train_config(cfg: DictConfig) -> None:
+    """Out-of-range values, all named in one ConfigError, before any data or model is built."""
+    problems = []
+    optimizer = cfg.get("optimizer") or {}
+    lr = optimizer.get("lr")
+    if lr is not None and not (_number(lr) is not None and math.isfinite(lr) and lr > 0):
+        problems.append(f"optimizer.lr={lr}: use a positive learning rate (the paper: 0.01).")
+    momentum = optimizer.get("momentum")
+    if momentum is not None and not (_number(momentum) is not None and 0 <= momentum < 1):
+        problems.append(f"optimizer.momentum={momentum}: use a value in [0, 1) (the paper: 0.9).")
+    weight_decay = optimizer.get("weight_decay")
+    if weight_decay is not None and not (_number(weight_decay) is not None and weight_decay >= 0):
+        problems.append(f"optimizer.weight_decay={weight_decay}: use 0 or more (paper: 0.0005).")
+
+    data = cfg.get("data") or {}
+    batch_size = data.get("batch_size")
+    if batch_size is not None and not (_is_int(batch_size) and batch_size >= 1):
+        problems.append(f"data.batch_size={batch_size}: use a whole number >= 1 (the paper: 128).")
+    num_workers = data.get("num_workers")
+    if num_workers is not None and not (_is_int(num_workers) and num_workers >= 0):
+        problems.append(
+            f"data.num_workers={num_workers}: use 0 (load in the main process) or more."
+        )
+    for key in ("crop_size", "resize_size"):
+        size = data.get(key)
+        if size is not None and not (_is_int(size) and size >= 1):
+            problems.append(f"data.{key}={size}: use a size in pixels >= 1.")
+    pca_std = data.get("pca_std")
+    if pca_std is not None and not (_number(pca_std) is not None and pca_std >= 0):
+        problems.append(f"data.pca_std={pca_std}: use 0 (off) or more (the paper: 0.1).")
+
+    problems += check_trainer_config(cfg.get("trainer") or {})
+    if problems:
+        raise ConfigError(" ".join(problems))
+
+
+def check_checkpoint_fits(checkpoint: dict[str, Any], path: str, model: torch.nn.Module) -> None:
+    """A checkpoint given to train must have been trained with the same network and classes."""
+    hparams = checkpoint["hyper_parameters"]
+    ours = model.hparams
+    theirs_arch, our_arch = hparams["net"].get("arch"), ours["net"].get("arch")
+    theirs_classes, our_classes = hparams.get("class_names") or [], ours["class_names"] or []
+
+    def describe(arch, classes):
+        shown = ", ".join(classes[:3]) + (", ..." if len(classes) > 3 else "")
+        return f"model arch {arch} with {len(classes)} classes ({shown})"
+
+    if theirs_arch != our_arch or theirs_classes != our_classes:
+        raise CheckpointError(
+            f"ckpt_path={path} was trained as {describe(theirs_arch, theirs_classes)}, but this "
+            f"run builds {describe(our_arch, our_classes)}. Pass the model= and data that the "
+            f"checkpoint was trained with, or leave out ckpt_path to start from scratch."
+        )
+    state = model.state_dict()
+    mismatched = sorted(
+        k
+        for k, v in checkpoint["state_dict"].items()
+        if k not in state or tuple(state[k].shape) != tuple(v.shape)
+    )
+    missing = sorted(set(state) - set(checkpoint["state_dict"]))
+    if mismatched or missing:
+        raise CheckpointError(
+            f"ckpt_path={path} has the same arch and classes but other layer shapes "
+            f"({', '.join((mismatched or missing)[:4])}): it was trained with other model "
+            f"switches (e.g. model.groups). Use the model settings it was trained with."
+        )
+
+
+# Config keys and environment variables whose values are credentials.
+SECRET_NAME = re.compile(r"api_?key|token|secret|password|passwd|credential", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def secret_values() -> list[str]:
+    """Values of secret-named environment variables, long enough to be worth hiding."""
+    return [v for k, v in os.environ.items() if SECRET_NAME.search(k) and len(v) >= 8]
+
+
+def redact_secrets(obj: Any, secrets: list[str] | None = None) -> Any:
+    """A copy of plain dicts/lists/strings with credentials replaced by <redacted>: values
+    under secret-named keys, and any environment secret that a value contains."""
+    secrets = secret_values() if secrets is None else secrets
+    if isinstance(obj, Mapping):
+        return {
+            k: REDACTED
+            if SECRET_NAME.search(str(k)) and obj[k] not in (None, "")
+            else redact_secrets(obj[k], secrets)
+            for k in obj
+        }
+    if isinstance(obj, (list, tuple)):
+        return [redact_secrets(v, secrets) for v in obj]
+    if isinstance(obj, str):
+        for secret in secrets:
+            obj = obj.replace(secret, REDACTED)
+        # A `key=value` override whose key names a secret.
+        name, sep, value = obj.partition("=")
+        if sep and value and SECRET_NAME.search(name) and " " not in name:
+            return f"{name}={REDACTED}"
+    return obj

@@ -1,0 +1,153 @@
+"""Guards for long unattended runs: stop at the first NaN loss, write checkpoints
+atomically, never start a job in a finished run's folder, keep secrets out of the
+saved config."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+import yaml
+from hydra.experimental.callback import Callback as HydraCallback
+from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning.pytorch import Callback
+from omegaconf import DictConfig
+
+from alexnet_lab.checks import REDACTED, redact_secrets
+from alexnet_lab.errors import TrainingDivergedError
+
+log = logging.getLogger(__name__)
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Stop at the first NaN/inf training loss, before a checkpoint can store the
+    broken weights (Lightning runs ModelCheckpoint after the other callbacks).
+
+    EarlyStopping(check_finite=True) looks only at a validation metric, so a run
+    could save an epoch of NaN weights first. Reading the loss syncs the GPU once a
+    step, as the progress bar already does. All ranks decide together, or one rank
+    would stop while the others wait for it forever.
+    """
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if loss is None:
+            return
+        finite = bool(torch.isfinite(loss.detach()).all())
+        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+            return
+        value = f"{loss.item()}" if not finite else "non-finite on another rank"
+        saved = [c.last_model_path or c.best_model_path for c in trainer.checkpoint_callbacks]
+        kept = sorted((p for p in saved if p and os.path.isfile(p)), key=os.path.getmtime)[-1:]
+        advice = f"Lower optimizer.lr (it was {trainer.optimizers[0].param_groups[0]['lr']:g})"
+        if kept:
+            where = f"The last good checkpoint is kept: {kept[0]}. "
+            advice += f" or check the data, then start again or resume with ckpt_path={kept[0]}."
+        else:
+            where = "No checkpoint had been written yet. "
+            advice += " or check the data, then start again."
+        # global_step counts the optimizer steps taken, this one included.
+        raise TrainingDivergedError(
+            f"The training loss became {value} at step {trainer.global_step - 1} (epoch "
+            f"{trainer.current_epoch}, batch {batch_idx}; all counted from 0): training "
+            f"diverged and was stopped. {where}{advice}"
+        )
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoints written to a temporary file beside the target, flushed to disk, then
+    renamed over it: a kill at any moment leaves the old file or the new one, never
+    part of one (Lightning's own save writes into the target file). Loading refuses
+    pickled code: weights_only=True, which every checkpoint of this project passes.
+    """
+
+    def save_checkpoint(
+        self, checkpoint: dict[str, Any], path, storage_options: Any | None = None
+    ) -> None:
+        if "://" in str(path):  # object stores: their own write semantics
+            return super().save_checkpoint(checkpoint, path, storage_options)
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path, map_location=None, weights_only: bool | None = None):
+        return super().load_checkpoint(path, map_location=map_location or "cpu", weights_only=True)
+
+
+def finished_run(run_dir: Path) -> bool:
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "completed"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+class RunDirGuard(HydraCallback):
+    """Hydra callback. Before a job writes anything: refuse a run folder (or sweep
+    folder) that already holds a finished run. After Hydra saved the job's config:
+    rewrite it with credentials redacted.
+
+    Timestamped folders never collide; this catches an explicit hydra.run.dir or
+    hydra.sweep.dir. resume=RUN_DIR continues a run in its own folder on purpose.
+    Hydra turns a callback's exceptions into warnings, so a refusal exits directly.
+    """
+
+    @staticmethod
+    def _refuse(message: str) -> None:
+        print(f"Error: {message}", file=sys.stderr)
+        raise SystemExit(1)
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.get("resume"):
+            return
+        run_dir = Path(config.hydra.run.dir)
+        if finished_run(run_dir):
+            self._refuse(
+                f"{run_dir} holds a finished run (its metrics.json says completed); a new "
+                f"run would overwrite it. Leave hydra.run.dir unset (each run gets its own "
+                f"timestamped folder) or choose an empty folder."
+            )
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        finished = [
+            p.parent.name for p in sweep_dir.glob("*/metrics.json") if finished_run(p.parent)
+        ]
+        if finished:
+            self._refuse(
+                f"{sweep_dir} already holds finished sweep jobs ({', '.join(sorted(finished))}); "
+                f"a new sweep would overwrite them. Leave hydra.sweep.dir unset or choose an "
+                f"empty folder."
+            )
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        subdir = config.hydra.get("output_subdir")
+        if not subdir:
+            return
+        saved = Path(config.hydra.runtime.output_dir) / subdir
+        for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
+            path = saved / name
+            if not path.is_file():
+                continue
+            original = yaml.safe_load(path.read_text())
+            cleaned = redact_secrets(original)
+            if cleaned != original:
+                path.write_text(yaml.safe_dump(cleaned, sort_keys=False))
+                log.info("Credentials redacted from %s (shown as %s)", path, REDACTED)
