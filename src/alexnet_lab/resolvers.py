@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from typing import Any
 
@@ -25,8 +27,26 @@ def _gpus_per_node(accelerator: Any, devices: Any) -> int:
     return int(devices) if str(devices).lstrip("-").isdigit() and int(devices) > 0 else 1
 
 
+def _launch_id() -> str:
+    """A name every rank of one torchrun/srun launch agrees on (each rank runs Hydra and
+    would otherwise pick its own timestamped folder); "" for ordinary launches."""
+    env = os.environ
+    day = time.strftime("%Y-%m-%d")
+    if env.get("TORCHELASTIC_RUN_ID") and int(env.get("WORLD_SIZE", "1")) > 1:
+        return f"{day}_torchrun-{env['TORCHELASTIC_RUN_ID']}"
+    if env.get("SLURM_STEP_ID") and int(env.get("SLURM_NTASKS", "1")) > 1:
+        return f"{day}_slurm-{env.get('SLURM_JOB_ID')}.{env['SLURM_STEP_ID']}"
+    return ""
+
+
 def register() -> None:
-    for name, fn in (("or", _or), ("if_set", _if_set), ("gpus_per_node", _gpus_per_node)):
+    resolvers = (
+        ("or", _or),
+        ("if_set", _if_set),
+        ("gpus_per_node", _gpus_per_node),
+        ("launch_id", _launch_id),
+    )
+    for name, fn in resolvers:
         OmegaConf.register_new_resolver(f"alexnet_lab.{name}", fn, replace=True)
 
 

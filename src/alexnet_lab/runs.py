@@ -23,7 +23,9 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lab.checks import redact_secrets
+from alexnet_lab.distributed import reset_after_job
 from alexnet_lab.errors import ConfigError, UserError
+from alexnet_lab.tracking import wandb_identity
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +81,9 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
                 if "WANDB_MODE" in os.environ
                 else not wandb_credentials_available()
             )
+        if "WandbLogger" in logger_cfg.get("_target_", ""):
+            # Name, group, tags, job type; the same id when a run folder is resumed.
+            kwargs.update(wandb_identity(cfg, logger_cfg, redact_secrets(job_overrides())))
         log.info("Logger %s", name)
         loggers.append(hydra.utils.instantiate(logger_cfg, **kwargs))
     return loggers
@@ -88,14 +93,14 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
 
 
-def finish_wandb(output_dir: Path) -> None:
+def finish_wandb(output_dir: Path, failed: bool = False) -> None:
     """End the active W&B run so the next job of a sweep gets its own, and say how to sync."""
     wandb = sys.modules.get("wandb")
     if wandb is None or wandb.run is None:
         return
     offline = wandb.run.settings.mode == "offline"
     run_dir = Path(wandb.run.dir).parent
-    wandb.finish()
+    wandb.finish(exit_code=1 if failed else 0)  # a failed job shows as failed in W&B
     if offline:
         log.info("W&B ran offline. Upload this run with:  wandb sync %s", run_dir)
 
@@ -133,6 +138,12 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
         log.error("%s", err)
         if not in_multirun():
             raise SystemExit(1) from None
+    except Exception as err:
+        result["error"] = f"{type(err).__name__}: {err}"
+        if not in_multirun():
+            raise
+        # One broken job must not end a long sweep: record it, go on to the next.
+        log.exception("Job failed; the sweep goes on")
     except BaseException as err:
         result["error"] = f"{type(err).__name__}: {err}"
         raise
@@ -142,5 +153,6 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
         result["output_dir"] = str(output_dir)
         if rank_zero_only.rank == 0:
             write_json_atomic(output_dir / "metrics.json", redact_secrets(result))
-        finish_wandb(output_dir)
+        finish_wandb(output_dir, failed=result["status"] != "completed")
+        reset_after_job()  # DDP ranks, process group, launcher env: gone before the next job
     return result

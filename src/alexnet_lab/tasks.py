@@ -16,12 +16,16 @@ from alexnet_lab.checks import check_checkpoint_fits, check_train_config, redact
 from alexnet_lab.data import AlexNetDataModule
 from alexnet_lab.errors import CheckpointError, DataError
 from alexnet_lab.module import AlexNetClassifier
-from alexnet_lab.runs import build_callbacks, build_loggers, plain
+from alexnet_lab.resume import prepare_resume
+from alexnet_lab.runs import build_callbacks, build_loggers, job_overrides, plain
 
 log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, Any]:
+    # resume=RUN_DIR: that run's own config. Any run: the newest checkpoint in its own
+    # folder (a resumed or requeued run) wins over ckpt_path.
+    cfg, resumed_from = prepare_resume(cfg, job_overrides())
     check_train_config(cfg)  # out-of-range values: one clear error before anything is built
     L.seed_everything(cfg.seed, workers=True)
 
@@ -50,8 +54,12 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     for logger in loggers:
         logger.log_hyperparams(redact_secrets(plain(cfg)))
 
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-    return summarize_fit(trainer, model)
+    ckpt_path = resumed_from["checkpoint"] if resumed_from else cfg.get("ckpt_path")
+    trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
+    summary = summarize_fit(trainer, model)
+    if resumed_from:
+        summary["resumed_from"] = resumed_from
+    return summary
 
 
 def summarize_fit(trainer: L.Trainer, model: AlexNetClassifier) -> dict[str, Any]:
