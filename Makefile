@@ -12,8 +12,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 
-install: $(PY) ## create .venv and install the project (editable) with its dev tools
-	$(PY) -m pip install -e '.[dev]'
+install: $(PY) ## create .venv and install the project (editable) with its dev and export tools
+	$(PY) -m pip install -e '.[dev,export]'
 
 test: ## the test suite: offline, CPU only (slow tests excluded)
 	WANDB_MODE=offline $(PY) -m pytest
