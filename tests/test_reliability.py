@@ -452,6 +452,8 @@ def test_no_credential_reaches_the_outputs(trained, tmp_path: Path, monkeypatch)
     secret = "wandb-v1-0123456789abcdef0123456789abcdef"
     monkeypatch.setenv("WANDB_API_KEY", secret)
     monkeypatch.setenv("WANDB_MODE", "offline")
+    # As if given on the command line: W&B records sys.argv.
+    monkeypatch.setattr(sys, "argv", ["src/train.py", "+notify.slack_token=xoxb-99887766"])
     cfg = compose_config(
         overrides(trained["root"], "logger=[csv,wandb]", "+notify.slack_token=xoxb-99887766"),
         tmp_path / "run",

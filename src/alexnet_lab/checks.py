@@ -6,7 +6,9 @@ from __future__ import annotations
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -186,3 +188,15 @@ def redact_secrets(obj: Any, secrets: list[str] | None = None) -> Any:
         if sep and value and SECRET_NAME.search(name) and " " not in name:
             return f"{name}={REDACTED}"
     return obj
+
+
+@contextmanager
+def redacted_argv() -> Iterator[None]:
+    """sys.argv with credentials redacted, for the duration (W&B records the command line).
+    Restored after, since DDP relaunches the script with it."""
+    saved = sys.argv[:]
+    sys.argv[:] = redact_secrets(saved)
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved

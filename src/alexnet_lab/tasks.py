@@ -12,7 +12,12 @@ import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
-from alexnet_lab.checks import check_checkpoint_fits, check_train_config, redact_secrets
+from alexnet_lab.checks import (
+    check_checkpoint_fits,
+    check_train_config,
+    redact_secrets,
+    redacted_argv,
+)
 from alexnet_lab.data import AlexNetDataModule
 from alexnet_lab.errors import CheckpointError, DataError
 from alexnet_lab.module import AlexNetClassifier
@@ -51,8 +56,9 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     trainer: L.Trainer = hydra.utils.instantiate(
         cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg)
     )
-    for logger in loggers:
-        logger.log_hyperparams(redact_secrets(plain(cfg)))
+    with redacted_argv():  # W&B records the command line when its run starts, here
+        for logger in loggers:
+            logger.log_hyperparams(redact_secrets(plain(cfg)))
 
     ckpt_path = resumed_from["checkpoint"] if resumed_from else cfg.get("ckpt_path")
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
