@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help install test test-slow test-all lint format train report study clean
+.PHONY: help install test test-slow test-all lint format train report study bench bench-quick clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -41,6 +41,12 @@ report: ## rebuild every study's tables and figures from experiments/*/runs (see
 study: ## re-run every ablation study on CPU (about an hour), then make report
 	experiments/run_all.sh
 	$(PY) src/report.py
+
+bench: ## input pipeline, prepare, training loop and model steps as ratios (a few minutes)
+	$(PY) src/bench.py
+
+bench-quick: ## every benchmark at toy sizes, well under a minute (the tests run it)
+	$(PY) src/bench.py --quick
 
 clean: ## remove run outputs and caches (not .venv, not data/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
