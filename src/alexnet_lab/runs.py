@@ -98,7 +98,7 @@ def finish_wandb(output_dir: Path, failed: bool = False) -> None:
     wandb = sys.modules.get("wandb")
     if wandb is None or wandb.run is None:
         return
-    offline = wandb.run.settings.mode == "offline"
+    offline = wandb.run.settings.mode in ("offline", "dryrun")  # wandb >= 0.2x says dryrun
     run_dir = Path(wandb.run.dir).parent
     wandb.finish(exit_code=1 if failed else 0)  # a failed job shows as failed in W&B
     if offline:
