@@ -214,13 +214,14 @@ def compute_line(table: pd.DataFrame) -> str:
 
 
 def plot_curve(ax, runs: Sequence[Run], column: str, label: str, **style) -> None:
-    """Mean over seeds, with a min-max band when there are several."""
+    """Mean over seeds, with a min-max band when there are several; errors in %."""
     if not runs:
         return
     length = min(len(r.history) for r in runs)
     if length == 0:
         return
-    values = np.stack([r.history[column].to_numpy()[:length] for r in runs]) * 100
+    scale = 100 if column.endswith("err") else 1
+    values = np.stack([r.history[column].to_numpy()[:length] for r in runs]) * scale
     epochs = runs[0].history["epoch"].to_numpy()[:length]
     line = ax.plot(epochs, values.mean(0), label=f"{label} (n={len(runs)})", **style)[0]
     if len(runs) > 1:
