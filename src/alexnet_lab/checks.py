@@ -7,8 +7,10 @@ import math
 import os
 import re
 import sys
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -155,6 +157,23 @@ def check_checkpoint_fits(checkpoint: dict[str, Any], path: str, model: torch.nn
             f"({', '.join((mismatched or missing)[:4])}): it was trained with other model "
             f"switches (e.g. model.groups). Use the model settings it was trained with."
         )
+
+
+def why_unloadable(path: Path, err: Exception) -> str:
+    """What torch.load(weights_only=True) found wrong with a file, in a few words."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not zipfile.is_zipfile(path) and not head.startswith(b"\x80"):
+        return "it is not a PyTorch file: empty, text or other data"
+    message = str(err)
+    if "Weights only load failed" in message:
+        detail = message.split("WeightsUnpickler error:", 1)[-1].strip().split("\n")[0]
+        return (
+            f"it holds pickled objects that need code to rebuild ({detail[:120]}); "
+            f"loading it could run arbitrary code, so it is refused"
+        )
+    first_line = (message.strip().splitlines() or ["no details"])[0][:200]
+    return f"{type(err).__name__}: {first_line}"
 
 
 # Config keys and environment variables whose values are credentials.

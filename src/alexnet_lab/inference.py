@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig
 
+from alexnet_lab.checks import why_unloadable
 from alexnet_lab.data.folders import IMAGE_EXTENSIONS
 from alexnet_lab.data.transforms import (
     IMAGENET_MEAN,
@@ -127,10 +128,9 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:
-        first_line = (str(err).strip().splitlines() or ["no details"])[0][:200]
         raise CheckpointError(
-            f"weights={path} cannot be read safely ({type(err).__name__}: {first_line}). "
-            f"Expected a state_dict file of tensors; files that need code to load are refused."
+            f"weights={path} cannot be read safely: {why_unloadable(file, err)}. "
+            f"Expected a state_dict file of tensors."
         ) from None
     if isinstance(state, dict) and "state_dict" in state and "hyper_parameters" in state:
         raise CheckpointError(

@@ -17,6 +17,7 @@ from alexnet_lab.checks import (
     check_train_config,
     redact_secrets,
     redacted_argv,
+    why_unloadable,
 )
 from alexnet_lab.data import AlexNetDataModule
 from alexnet_lab.errors import CheckpointError, DataError
@@ -107,11 +108,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch.load fails in many ways on files that are not its own
-        first_line = (str(err).strip().splitlines() or ["no details"])[0][:200]
         raise CheckpointError(
-            f"{path} is not a checkpoint this project can read safely ({type(err).__name__}: "
-            f"{first_line}). Expected a Lightning .ckpt written by src/train.py; files that "
-            f"need arbitrary code to load are refused."
+            f"{path} is not a checkpoint this project can read safely: "
+            f"{why_unloadable(path, err)}. Expected a Lightning .ckpt written by src/train.py."
         ) from None
     hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
     if (
