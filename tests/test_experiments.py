@@ -167,14 +167,17 @@ def test_sweep_gives_one_named_grouped_wandb_run_per_job_and_survives_a_failure(
 ):
     """2 ablations x 2 clipping algorithms; "bogus" makes Lightning's Trainer raise (an
     error from the code, not a UserError)."""
-    run_entry_point(
+    result = run_entry_point(
         "train.py",
         "-m",
         "ablation=tanh,no_lrn",
         "+trainer.gradient_clip_algorithm=norm,bogus",
         *TINY,
         cwd=tmp_path,
+        check=False,
     )
+    assert result.returncode == 1, "every job ran, but the sweep reports its failures"
+    assert "Jobs not completed: 1, 3" in result.stdout + result.stderr
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
     jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name))
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
@@ -230,3 +233,32 @@ def test_sweep_gives_one_named_grouped_wandb_run_per_job_and_survives_a_failure(
         identity = json.loads((job / "wandb_run.json").read_text())
         assert identity["group"] == f"quick/{sweep.name}" and identity["id"] == run["run_id"]
     assert len(ids) == 2, "one W&B run per job"
+
+
+@pytest.mark.parametrize("logger", ["none", "[csv,tensorboard]"])
+def test_runs_without_wandb_and_with_logger_combinations(logger: str, tmp_path: Path):
+    from alexnet_lab.runs import run_task
+    from alexnet_lab.tasks import train
+
+    cfg = compose_config([*TINY, f"logger={logger}", "debug=fast_dev_run"], tmp_path)
+    assert run_task(train, cfg)["status"] == "completed"
+    assert not (tmp_path / "wandb").exists()
+
+
+@pytest.mark.slow
+def test_all_ablations_run_as_one_sweep(tmp_path: Path):
+    run_entry_point(
+        "train.py",
+        "-m",
+        "ablation=glob(*)",
+        "debug=fast_dev_run",
+        "logger=none",
+        *TINY,
+        cwd=tmp_path,
+    )
+    (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
+    with open(sweep / "summary.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["status"] for r in rows] == ["completed"] * len(ABLATIONS)
+    ran = {o.split("=")[1] for r in rows for o in r["overrides"].split() if "ablation=" in o}
+    assert ran == set(ABLATIONS)
