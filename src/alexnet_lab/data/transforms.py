@@ -197,4 +197,7 @@ class BatchNormalizer(nn.Module):
             alpha = torch.randn(images.shape[0], 3, device=device) * self.pca_std
             rgb_shift = (alpha * self.eigval.to(device)) @ self.eigvec.to(device).T  # (B, 3)
             bias = bias + rgb_shift.view(-1, 3, *([1] * (images.dim() - 2))) / std
-        return images.float().mul_(1 / (255 * std)).add_(bias)
+        # Batches arrive channels-last (see stack_images); the model gets the usual
+        # contiguous layout, converted in the same pass as uint8 -> float.
+        x = images.to(torch.float32, memory_format=torch.contiguous_format)
+        return x.mul_(1 / (255 * std)).add_(bias)
