@@ -432,12 +432,16 @@ def report_relu_vs_tanh(study_dir: Path) -> dict[str, Any] | None:
     ]
     _write_results(study_dir, "\n".join(text))
     seeds = int(short_table.groupby(["model.activation", "model.init"]).size().min())
-    final = long_speedups or speedups
-    ours = "; ".join(
-        f"{init} init: tanh/relu epochs ×{final.get((init, 0.25), '—')} to 25%, "
-        f"×{final.get((init, 0.10), '—')} to 10%"
-        for init in inits
-    )
+    long_len = f"{int(long_table['epochs'].max())} ep" if long else ""
+    parts = []
+    for init in inits:
+        use_long = any(k[0] == init for k in long_speedups)
+        found = long_speedups if use_long else speedups
+        parts.append(
+            f"{init} init ({long_len if use_long else f'{short_epochs} ep'}): tanh/relu epochs "
+            f"{found.get((init, 0.25), '—')} to 25%, {found.get((init, 0.10), '—')} to 10%"
+        )
+    ours = "; ".join(parts)
     return {
         "claim": "1. ReLU vs tanh (Fig. 1)",
         "paper": "ReLU reaches 25% training error ×6 faster (CIFAR-10, 4-layer net)",
@@ -661,7 +665,7 @@ def report_ablation(study: AblationStudy, experiments: Path) -> dict[str, Any] |
     ]
     _write_results(study_dir, "\n".join(text))
     d1, se1 = difference(ref["final_val_err"], first_variant["final_val_err"])
-    ours = "; ".join(f"{row[0]}: {row[1]} pp top-1" for row in effect_rows)
+    ours = "; ".join(f"{row[0]}: Δ val top-1 {row[1]} pp" for row in effect_rows)
     return {
         "claim": study.claim,
         "paper": study.paper,
