@@ -8,7 +8,6 @@ import logging
 import netrc
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_lab.checks import redact_secrets
 from alexnet_lab.distributed import reset_after_job
 from alexnet_lab.errors import ConfigError, UserError
+from alexnet_lab.files import atomic_write
 from alexnet_lab.tracking import wandb_identity
 
 log = logging.getLogger(__name__)
@@ -39,17 +39,9 @@ def plain(cfg: DictConfig | None) -> Any:
 
 
 def write_json_atomic(path: Path, data: dict) -> None:
-    """Write to a temporary file beside `path`, then rename: a kill never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True, default=str)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        json.dump(data, f, indent=2, sort_keys=True, default=str)
+        f.write("\n")
 
 
 def job_overrides() -> list[str]:

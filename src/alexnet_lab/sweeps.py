@@ -12,14 +12,14 @@ import csv
 import io
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from alexnet_lab.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -71,13 +71,6 @@ def _format(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write sweep_dir/summary.csv and summary.md; return the rows."""
     rows = collect_jobs(sweep_dir)
@@ -86,7 +79,8 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     writer = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(sweep_dir / "summary.csv", out.getvalue())
+    with atomic_write(sweep_dir / "summary.csv") as f:
+        f.write(out.getvalue())
 
     shown = [c for c in columns if c != "output_dir"]
     failed = sum(r["status"] != "completed" for r in rows)
@@ -101,7 +95,8 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     for row in rows:
         cells = (_format(row.get(c)).replace("|", "\\|") for c in shown)
         lines.append("| " + " | ".join(cells) + " |")
-    _write_atomic(sweep_dir / "summary.md", "\n".join(lines) + "\n")
+    with atomic_write(sweep_dir / "summary.md") as f:
+        f.write("\n".join(lines) + "\n")
     return rows
 
 
