@@ -29,9 +29,9 @@ echo "$ARMS" | while read -r arm; do
   nice -n 10 $PY src/train.py -m experiment=study_fig1 $arm seed=1,2 \
     hydra.sweep.dir=$out < /dev/null
 done
-# 3. The default-init arms three times longer (24 epochs, 384 steps), seeds 0-2, so the
-#    lower thresholds come within reach.
-echo "$ARMS" | grep "init=default" | while read -r arm; do
+# 3. The default- and Kaiming-init arms three times longer (24 epochs, 384 steps), seeds
+#    0-2, so the lower thresholds come within reach.
+echo "$ARMS" | grep -E "init=(${LONG_INITS:-default|kaiming})" | while read -r arm; do
   out=$RUNS/long/$(name "$arm")
   [ -f $out/2/metrics.json ] && continue
   # shellcheck disable=SC2086
