@@ -284,9 +284,9 @@ def test_report_writes_tables_figures_and_the_claims_table(tmp_path: Path):
         assert (experiments / png).stat().st_size > 1000
 
     dropout = (experiments / "dropout/results.md").read_text()
-    assert "| dropout 0 | 3 | 35.0 ± 1.0 |" in dropout  # final val error: 34, 35, 36
+    assert "| dropout 0 | 3 | — | 35.0 ± 1.0 |" in dropout  # final val error: 34, 35, 36
     assert "holds (off is worse)" in dropout
-    assert "| dropout 0 | 3 | 35.0" in (experiments / "dropout/README.md").read_text()
+    assert "| dropout 0 | 3 | — | 35.0" in (experiments / "dropout/README.md").read_text()
 
     claims = (experiments / "README.md").read_text()
     assert "STALE" not in claims and claims.endswith("kept\n")

@@ -158,6 +158,7 @@ def run_table(runs: Sequence[Run], thresholds: Iterable[float] = CONVERGE_THRESH
         row["epochs"] = len(h)
         row["steps_per_epoch"] = run.steps_per_epoch
         row["wall_s"] = run.summary.get("wall_s", math.nan)
+        row["params"] = run.summary.get("params", math.nan)
         row["final_train_err"] = h["train_err"].iloc[-1] if len(h) else math.nan
         row["final_val_err"] = h["val_err"].iloc[-1] if len(h) else math.nan
         row["final_val_err5"] = h["val_err5"].iloc[-1] if len(h) else math.nan
@@ -474,6 +475,11 @@ def _speedup_value(text: str | None) -> float | None:
     return float(match.group()) if match else None
 
 
+def _fmt_params(values: pd.Series) -> str:
+    values = values.dropna()
+    return f"{int(values.iloc[0]):,}" if len(values) else "—"
+
+
 def _fmt_epochs(value: float) -> str:
     return "—" if math.isnan(value) else f"{value:.0f}"
 
@@ -589,6 +595,7 @@ def report_ablation(study: AblationStudy, experiments: Path) -> dict[str, Any] |
     header = [
         "arm",
         "seeds",
+        "params",
         "final val top-1 err (%)",
         "best val top-1 err (%)",
         "final val top-5 err (%)",
@@ -606,6 +613,7 @@ def report_ablation(study: AblationStudy, experiments: Path) -> dict[str, Any] |
             [
                 arm.label,
                 len(t),
+                _fmt_params(t["params"]),
                 mean_std(t["final_val_err"], scale=100),
                 mean_std(t["best_val_err"], scale=100),
                 mean_std(t["final_val_err5"], scale=100),
