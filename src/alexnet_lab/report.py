@@ -759,6 +759,12 @@ def report_all(experiments: Path = EXPERIMENTS) -> list[dict[str, Any]]:
             for r in rows
         ],
     )
+    summaries = [json.loads(p.read_text()) for p in experiments.glob("*/runs/**/metrics.json")]
+    total = sum(m.get("wall_s", 0) for m in summaries) / 60
+    table += (
+        f"\n\nIn all: {len(summaries)} runs, {total:.0f} min of job wall time. The compute "
+        "column of claims 2-6 includes their shared reference arm (experiments/baseline)."
+    )
     readme = experiments / "README.md"
     if readme.is_file():
         _replace_between(readme, "claims", table)
