@@ -48,6 +48,19 @@ def make_image_folder(
     return root
 
 
+def folder_overrides(root: Path, *extra: str, batch_size: int = 8, epochs: int = 1) -> list[str]:
+    """A small CPU training run on an image folder: CSV logs, no worker processes."""
+    return [
+        "data=folder",
+        f"data.root={root}",
+        f"data.batch_size={batch_size}",
+        "data.num_workers=0",
+        f"trainer.max_epochs={epochs}",
+        "logger=csv",
+        *extra,
+    ]
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "imagenet_like")

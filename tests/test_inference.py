@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
-from conftest import compose_config, make_image_folder, run_entry_point
+from conftest import compose_config, folder_overrides, make_image_folder, run_entry_point
 from torchvision.io import write_file
 from torchvision.transforms.v2 import functional as TF
 
@@ -30,15 +30,7 @@ def trained(tmp_path_factory) -> dict:
     """A one-epoch small AlexNet and a folder of photos to classify."""
     root = make_image_folder(tmp_path_factory.mktemp("folder"), per_class=8)
     out = tmp_path_factory.mktemp("run")
-    overrides = [
-        "data=folder",
-        f"data.root={root}",
-        "data.batch_size=8",
-        "data.num_workers=0",
-        "trainer.max_epochs=1",
-        "logger=csv",
-    ]
-    metrics = run_task(train, compose_config(overrides, out))
+    metrics = run_task(train, compose_config(folder_overrides(root), out))
     photos = tmp_path_factory.mktemp("photos")
     (photos / "album" / ".thumbnails").mkdir(parents=True)
     for k, name in enumerate(CLASSES):

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import compose_config, make_image_folder, run_entry_point
+from conftest import compose_config, folder_overrides, make_image_folder, run_entry_point
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -37,18 +37,6 @@ from alexnet_lab.tasks import load_checkpoint, train
 CLASSES = ("n01440764", "n01443537", "n01484850")
 
 
-def overrides(root: Path, *extra: str) -> list[str]:
-    return [
-        "data=folder",
-        f"data.root={root}",
-        "data.batch_size=8",
-        "data.num_workers=0",
-        "trainer.max_epochs=1",
-        "logger=csv",
-        *extra,
-    ]
-
-
 def add_bad_files(class_dir: Path) -> list[Path]:
     """A truncated JPEG, an empty file and random bytes, all with image extensions."""
     good = sorted(class_dir.iterdir())[0].read_bytes()
@@ -64,7 +52,7 @@ def trained(tmp_path_factory) -> dict:
     """One short run whose checkpoint the checkpoint tests reuse."""
     root = make_image_folder(tmp_path_factory.mktemp("folder"), per_class=8)
     out = tmp_path_factory.mktemp("run")
-    metrics = run_task(train, compose_config(overrides(root), out))
+    metrics = run_task(train, compose_config(folder_overrides(root), out))
     return {"root": root, "out": out, "ckpt": Path(metrics["last_checkpoint"])}
 
 
@@ -75,7 +63,7 @@ def test_unreadable_files_are_skipped_named_once_and_counted(tmp_path: Path, cap
     root = make_image_folder(tmp_path / "data", per_class=6)
     bad = add_bad_files(root / "train" / CLASSES[1]) + add_bad_files(root / "val" / CLASSES[2])
     caplog.set_level(logging.WARNING, logger="alexnet_lab.data.folders")
-    cfg = compose_config(overrides(root, "trainer.max_epochs=2"), tmp_path / "run")
+    cfg = compose_config(folder_overrides(root, "trainer.max_epochs=2"), tmp_path / "run")
     metrics = run_task(train, cfg)
 
     assert metrics["status"] == "completed" and metrics["epochs"] == 2
@@ -164,7 +152,7 @@ def test_odd_images_become_rgb_crops(tmp_path: Path):
 def test_odd_images_train_without_being_skipped(tmp_path: Path):
     root = make_image_folder(tmp_path / "data", per_class=4)
     odd = write_odd_images(root / "train" / CLASSES[0])
-    metrics = run_task(train, compose_config(overrides(root), tmp_path / "run"))
+    metrics = run_task(train, compose_config(folder_overrides(root), tmp_path / "run"))
     assert metrics["status"] == "completed" and metrics["data/skipped_files"] == 0
     dm = ImageFolderDataModule(root=str(root), crop_size=32)
     dm.setup("fit")
@@ -198,7 +186,7 @@ def test_stray_files_and_hidden_folders_are_ignored(tmp_path: Path):
 def test_class_folders_missing_from_a_split_are_named(tmp_path: Path, extra_in, lacking):
     root = make_image_folder(tmp_path, per_class=1)
     make_image_folder(root, classes=("n09999999",), per_class=1, splits=(extra_in,))
-    cfg = compose_config(overrides(root), tmp_path / "run")
+    cfg = compose_config(folder_overrides(root), tmp_path / "run")
     with pytest.raises(DataError, match=f"{extra_in} has class folders that {lacking} lacks: n09"):
         train(cfg)
 
@@ -222,7 +210,7 @@ def test_class_folders_missing_from_a_split_are_named(tmp_path: Path, extra_in, 
 )
 def test_out_of_range_values_fail_before_anything_is_built(override, message, tmp_path: Path):
     # data.root does not exist: the config error must come first, before any data is read.
-    cfg = compose_config(overrides(tmp_path / "no-such-dir", override), tmp_path / "run")
+    cfg = compose_config(folder_overrides(tmp_path / "no-such-dir", override), tmp_path / "run")
     with pytest.raises(ConfigError, match=message):
         train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
@@ -230,14 +218,14 @@ def test_out_of_range_values_fail_before_anything_is_built(override, message, tm
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_gpu_trainer_without_a_gpu_is_a_config_error(tmp_path: Path):
-    cfg = compose_config(overrides(tmp_path, "trainer=gpu"), tmp_path / "run")
+    cfg = compose_config(folder_overrides(tmp_path, "trainer=gpu"), tmp_path / "run")
     with pytest.raises(ConfigError, match="no CUDA GPUs.*trainer=cpu"):
         train(cfg)
 
 
 def test_all_problems_are_named_at_once(tmp_path: Path):
     cfg = compose_config(
-        overrides(tmp_path, "optimizer.lr=-1", "data.batch_size=0"), tmp_path / "run"
+        folder_overrides(tmp_path, "optimizer.lr=-1", "data.batch_size=0"), tmp_path / "run"
     )
     with pytest.raises(ConfigError, match=r"optimizer.lr=-1.*data.batch_size=0"):
         train(cfg)
@@ -274,7 +262,7 @@ def test_bare_state_dict_and_foreign_pickles_are_named(tmp_path: Path):
 
 def test_checkpoint_of_another_model_is_refused_before_training(trained, tmp_path: Path):
     cfg = compose_config(
-        overrides(trained["root"], "model=cifar_fig1", f"ckpt_path={trained['ckpt']}"),
+        folder_overrides(trained["root"], "model=cifar_fig1", f"ckpt_path={trained['ckpt']}"),
         tmp_path / "run",
     )
     with pytest.raises(CheckpointError, match=r"trained as model arch alexnet_small.*cifar_fig1"):
@@ -283,14 +271,14 @@ def test_checkpoint_of_another_model_is_refused_before_training(trained, tmp_pat
 
 def test_checkpoint_with_another_class_count_is_refused(trained, tmp_path: Path):
     root = make_image_folder(tmp_path / "four", classes=(*CLASSES, "n09999999"), per_class=2)
-    cfg = compose_config(overrides(root, f"ckpt_path={trained['ckpt']}"), tmp_path / "run")
+    cfg = compose_config(folder_overrides(root, f"ckpt_path={trained['ckpt']}"), tmp_path / "run")
     with pytest.raises(CheckpointError, match=r"with 3 classes .* with 4 classes"):
         train(cfg)
 
 
 def test_checkpoint_with_other_layer_shapes_is_refused(trained, tmp_path: Path):
     cfg = compose_config(
-        overrides(trained["root"], "model.groups=1", f"ckpt_path={trained['ckpt']}"),
+        folder_overrides(trained["root"], "model.groups=1", f"ckpt_path={trained['ckpt']}"),
         tmp_path / "run",
     )
     with pytest.raises(CheckpointError, match="other layer shapes"):
@@ -306,7 +294,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
     # Epoch 0 trains normally; then the learning rate jumps by 1e30 and the loss blows up.
     extra = ["trainer.max_epochs=4", "scheduler=step", "scheduler.step_size=1"]
     cfg = compose_config(
-        overrides(trained["root"], *extra, "scheduler.gamma=1e30"), tmp_path / "run"
+        folder_overrides(trained["root"], *extra, "scheduler.gamma=1e30"), tmp_path / "run"
     )
     # As in a sweep, the error is recorded and returned (a single run exits with status 1).
     monkeypatch.setattr("alexnet_lab.runs.in_multirun", lambda: True)
@@ -329,7 +317,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
 def test_trainer_writes_checkpoints_through_the_atomic_plugin(tmp_path: Path):
     import hydra
 
-    cfg = compose_config(overrides(tmp_path), tmp_path / "run")
+    cfg = compose_config(folder_overrides(tmp_path), tmp_path / "run")
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
     assert isinstance(trainer.strategy.checkpoint_io, AtomicCheckpointIO)
 
@@ -455,7 +443,9 @@ def test_no_credential_reaches_the_outputs(trained, tmp_path: Path, monkeypatch)
     # As if given on the command line: W&B records sys.argv.
     monkeypatch.setattr(sys, "argv", ["src/train.py", "+notify.slack_token=xoxb-99887766"])
     cfg = compose_config(
-        overrides(trained["root"], "logger=[csv,wandb]", "+notify.slack_token=xoxb-99887766"),
+        folder_overrides(
+            trained["root"], "logger=[csv,wandb]", "+notify.slack_token=xoxb-99887766"
+        ),
         tmp_path / "run",
     )
     metrics = run_task(train, cfg)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config, make_image_folder, run_entry_point
+from conftest import compose_config, folder_overrides, make_image_folder, run_entry_point
 
 from alexnet_lab.models import AlexNet, count_parameters
 from alexnet_lab.runs import run_task
@@ -23,17 +23,8 @@ def learnable_folder(tmp_path_factory) -> Path:
     return make_image_folder(tmp_path_factory.mktemp("folder"), per_class=16, size=(36, 44))
 
 
-def folder_overrides(root: Path, *extra: str) -> list[str]:
-    return [
-        "data=folder",
-        f"data.root={root}",
-        "data.batch_size=16",
-        "data.num_workers=0",
-        "trainer.max_epochs=3",
-        "logger=csv",
-        "optimizer.lr=0.02",
-        *extra,
-    ]
+def train_overrides(root: Path, *extra: str) -> list[str]:
+    return folder_overrides(root, "optimizer.lr=0.02", *extra, batch_size=16, epochs=3)
 
 
 def read_metrics(run_dir: Path) -> dict:
@@ -41,7 +32,7 @@ def read_metrics(run_dir: Path) -> dict:
 
 
 def test_short_run_learns_and_writes_metrics(learnable_folder: Path, tmp_path: Path):
-    cfg = compose_config(folder_overrides(learnable_folder), tmp_path)
+    cfg = compose_config(train_overrides(learnable_folder), tmp_path)
     result = run_task(train, cfg)
     metrics = read_metrics(tmp_path)
     assert metrics == json.loads(json.dumps(result, default=str))
@@ -60,7 +51,7 @@ def test_short_run_learns_and_writes_metrics(learnable_folder: Path, tmp_path: P
 def test_checkpoints_have_plain_names_and_load_with_weights_only(
     learnable_folder: Path, tmp_path: Path
 ):
-    cfg = compose_config(folder_overrides(learnable_folder, "trainer.max_epochs=1"), tmp_path)
+    cfg = compose_config(train_overrides(learnable_folder, "trainer.max_epochs=1"), tmp_path)
     metrics = run_task(train, cfg)
     for key in ("best_checkpoint", "last_checkpoint"):
         path = Path(metrics[key])
@@ -88,7 +79,7 @@ def test_multirun_sweeps_one_job_per_value(learnable_folder: Path, tmp_path: Pat
         "train.py",
         "-m",
         "model.activation=tanh,relu",
-        *folder_overrides(learnable_folder, "trainer.max_epochs=1", "callbacks=none"),
+        *train_overrides(learnable_folder, "trainer.max_epochs=1", "callbacks=none"),
         cwd=tmp_path,
     )
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
@@ -102,7 +93,7 @@ def test_multirun_sweeps_one_job_per_value(learnable_folder: Path, tmp_path: Pat
 def test_eval_scores_a_runs_checkpoint_with_centre_and_ten_crops(
     learnable_folder: Path, tmp_path: Path
 ):
-    cfg = compose_config(folder_overrides(learnable_folder, "trainer.max_epochs=2"), tmp_path)
+    cfg = compose_config(train_overrides(learnable_folder, "trainer.max_epochs=2"), tmp_path)
     trained = run_task(train, cfg)
     run_entry_point("eval.py", f"ckpt_path={trained['last_checkpoint']}", cwd=tmp_path)
     (eval_dir,) = (tmp_path / "outputs" / "eval" / "runs").iterdir()
