@@ -67,16 +67,16 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
     loggers = []
     for name, logger_cfg in (cfg.get("logger") or {}).items():
         kwargs = {}
-        if "WandbLogger" in logger_cfg.get("_target_", "") and logger_cfg.get("offline") is None:
-            # An explicit WANDB_MODE wins; otherwise never let wandb.init prompt for a login.
-            kwargs["offline"] = (
-                os.environ.get("WANDB_MODE") == "offline"
-                if "WANDB_MODE" in os.environ
-                else not wandb_credentials_available()
-            )
         if "WandbLogger" in logger_cfg.get("_target_", ""):
             # Name, group, tags, job type; the same id when a run folder is resumed.
             kwargs.update(wandb_identity(cfg, logger_cfg, redact_secrets(job_overrides())))
+            if logger_cfg.get("offline") is None:
+                # An explicit WANDB_MODE wins; otherwise never let wandb.init prompt for a login.
+                kwargs["offline"] = (
+                    os.environ["WANDB_MODE"] == "offline"
+                    if "WANDB_MODE" in os.environ
+                    else not wandb_credentials_available()
+                )
         log.info("Logger %s", name)
         loggers.append(hydra.utils.instantiate(logger_cfg, **kwargs))
     return loggers
