@@ -1,9 +1,11 @@
 """Train AlexNet: python src/train.py [group=option ...] [key=value ...] [-m]"""
 
+import sys
+
 import hydra
 from omegaconf import DictConfig
 
-from alexnet_lab.runs import run_task
+from alexnet_lab.runs import folder_data_for_given_root, run_task
 from alexnet_lab.tasks import train
 
 
@@ -14,4 +16,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    sys.argv = folder_data_for_given_root(sys.argv)
     main()

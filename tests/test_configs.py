@@ -42,7 +42,7 @@ def test_default_run_is_the_quick_cpu_job(tmp_path: Path):
 def test_imagenet_preset_is_the_papers_recipe(tmp_path: Path):
     cfg = compose_config(["experiment=imagenet_paper", "data.root=/x"], tmp_path)
     assert cfg.model.arch == "alexnet" and cfg.model.groups == 2 and cfg.model.lrn
-    assert cfg.data.batch_size == 128 and cfg.data.crop_size == 224
+    assert cfg.data.global_batch_size == 128 and cfg.data.crop_size == 224
     opt = cfg.optimizer
     assert (opt.lr, opt.momentum, opt.weight_decay) == (0.01, 0.9, 5e-4)
     assert cfg.scheduler._target_.endswith("ReduceLROnPlateau") and cfg.scheduler.factor == 0.1

@@ -117,14 +117,14 @@ def test_synthetic_data_needs_no_files():
 
 def test_builtin_dataset_is_written_once_as_an_imagenet_tree(shared_data_dir: Path):
     root = shared_data_dir / "fashion-mnist-mini"
-    fashion_mnist_mini(root)
+    fashion_mnist_mini(root, home=root)
     train = sorted(p.name for p in (root / "train").iterdir())
     assert len(train) == 10 and "ankle_boot" in train
     assert sum(1 for _ in (root / "train").rglob("*.png")) == 3000
     assert sum(1 for _ in (root / "val").rglob("*.png")) == 1000
     marker = root / "train" / "bag" / "marker.txt"
     marker.write_text("kept")
-    fashion_mnist_mini(root)  # second call: nothing rewritten
+    fashion_mnist_mini(root, home=root)  # second call: nothing rewritten
     assert marker.read_text() == "kept"
     marker.unlink()
 

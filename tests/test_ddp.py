@@ -1,4 +1,5 @@
-"""DDP on CPU (gloo): inside a Hydra sweep, and under torchrun.
+"""DDP on CPU (gloo): inside a Hydra sweep, under torchrun, each rank's own random
+stream, and validation that counts every image once.
 
 Two ranks with lr=0 train nothing, so their validation must equal one process's on
 the same data exactly: that holds only if the ranks' metrics are synchronised.
@@ -11,11 +12,16 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 from conftest import SRC, run_entry_point
 
-pytestmark = pytest.mark.slow
+from alexnet_lab.distributed import SeedPerRank, eval_sampler
+from alexnet_lab.errors import DataError
+
+TESTS = Path(__file__).resolve().parent
 
 SAME_DATA = [
     "data=synthetic",
@@ -47,6 +53,7 @@ def metrics(job: Path) -> dict:
     return json.loads((job / "metrics.json").read_text())
 
 
+@pytest.mark.slow
 def test_ddp_inside_a_sweep_runs_each_job_once_with_synced_metrics(tmp_path: Path):
     ddp_root, single_root = tmp_path / "ddp", tmp_path / "single"
     ddp_root.mkdir(), single_root.mkdir()
@@ -76,6 +83,7 @@ def test_ddp_inside_a_sweep_runs_each_job_once_with_synced_metrics(tmp_path: Pat
     assert len(summary) == 3 and all(",completed," in row for row in summary[1:])
 
 
+@pytest.mark.slow
 def test_torchrun_launch_starts_no_extra_processes(tmp_path: Path):
     """Under torchrun every rank exists already: Lightning launches nothing more, and
     both ranks (each running Hydra) share one run folder named after the launch."""
@@ -99,3 +107,116 @@ def test_torchrun_launch_starts_no_extra_processes(tmp_path: Path):
     assert not list(run_dir.glob("*_rank*.log"))
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
     assert len(list(run_dir.glob("wandb/offline-run-*"))) == 1
+
+
+def fake_trainer(rank: int, world_size: int) -> SimpleNamespace:
+    kwargs = {"num_replicas": world_size, "rank": rank} if world_size > 1 else None
+    return SimpleNamespace(global_rank=rank, distributed_sampler_kwargs=kwargs)
+
+
+@pytest.mark.parametrize("size", [33, 34, 2])
+def test_eval_sampler_gives_every_image_to_exactly_one_rank(size: int):
+    shards = [list(eval_sampler(range(size), fake_trainer(r, 2))) for r in range(2)]
+    assert sorted(shards[0] + shards[1]) == list(range(size))  # no repeats, none missing
+    assert abs(len(shards[0]) - len(shards[1])) <= 1
+
+
+def test_eval_sampler_is_lightnings_default_for_one_process_and_refuses_empty_ranks():
+    assert eval_sampler(range(5), fake_trainer(0, 1)) is None
+    assert eval_sampler(range(5), None) is None
+    with pytest.raises(DataError, match="fewer than the 4 DDP ranks"):
+        eval_sampler(range(3), fake_trainer(0, 4))
+
+
+def test_seed_per_rank_gives_each_rank_its_own_reproducible_stream(monkeypatch):
+    monkeypatch.setenv("PL_GLOBAL_SEED", "7")
+
+    def draws(rank: int) -> torch.Tensor:
+        torch.manual_seed(7)  # what seed_everything left on every rank
+        SeedPerRank(7).setup(fake_trainer(rank, 2), None, "fit")
+        return torch.rand(8)
+
+    assert not torch.equal(draws(0), draws(1))
+    assert torch.equal(draws(1), draws(1))
+    # Rank 0 keeps the run's seed: one-process runs draw what seed=7 always meant.
+    torch.manual_seed(7)
+    seed_7 = torch.rand(8)
+    assert torch.equal(draws(0), seed_7)
+    # The training sampler's shuffle seed is shared by all ranks and left alone.
+    assert os.environ["PL_GLOBAL_SEED"] == "7"
+
+
+# Two ranks, a val split of odd size with uneven batch counts per rank (17 images: two
+# batches on rank 0, 16: one on rank 1), the global batch split over the ranks.
+UNEVEN_VAL = [
+    "data=synthetic",
+    "data.train_size=128",
+    "data.val_size=33",
+    "data.batch_size=null",
+    "data.global_batch_size=32",
+    "trainer.max_epochs=2",
+    "+callbacks.rank_probe._target_=ddp_probe.RankProbe",
+]
+
+
+@pytest.fixture(scope="module")
+def twice_on_two_ranks(tmp_path_factory) -> list[Path]:
+    """The same 2-rank run (same seed) twice; W&B offline, so the confusion matrix runs."""
+    run_dirs = []
+    with pytest.MonkeyPatch.context() as mp:  # the ranks import the probe from tests/
+        mp.setenv("PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]))
+        for name in ("first", "second"):
+            root = tmp_path_factory.mktemp(name)
+            run_entry_point("train.py", *UNEVEN_VAL, *DDP_CPU, cwd=root, timeout=600)
+            (run_dir,) = (root / "outputs" / "train" / "runs").iterdir()
+            run_dirs.append(run_dir)
+    return run_dirs
+
+
+def probes(run_dir: Path) -> list[dict]:
+    return [json.loads((run_dir / f"probe_rank{r}.json").read_text()) for r in range(2)]
+
+
+@pytest.mark.slow
+def test_ranks_draw_their_own_noise_and_the_run_repeats(twice_on_two_ranks: list[Path]):
+    first, second = twice_on_two_ranks
+    rank0, rank1 = probes(first)
+    assert rank0["pca_shift"] != rank1["pca_shift"]
+    assert rank0["dropout_mask"] != rank1["dropout_mask"]
+    # The training shuffle is the same permutation on both ranks: disjoint halves.
+    assert sorted(rank0["train_indices"] + rank1["train_indices"]) == list(range(128))
+    # Same seed, same world size: the same draws and the same numbers.
+    assert probes(second) == [rank0, rank1]
+    m1, m2 = metrics(first), metrics(second)
+    assert m1["status"] == m2["status"] == "completed"
+    for key in ("train/loss", "val/loss", "val/acc_top1", "global_step"):
+        assert m1[key] == m2[key], key
+    # The global batch of 32, split over the two ranks, as metrics.json records it.
+    assert m1["data/batch_size_per_device"] == 16 and m1["data/world_size"] == 2
+    assert m1["data/global_batch_size"] == 32
+    assert m1["global_step"] == 2 * 128 // 32
+
+
+@pytest.mark.slow
+def test_ddp_validation_counts_each_image_once(twice_on_two_ranks: list[Path]):
+    run_dir = twice_on_two_ranks[0]
+    ddp = metrics(run_dir)
+    # Only a score strictly between 0 and 1 tells: a padded split (34 images, one
+    # counted twice) gives (c + d) / 34 != c / 33 for any other c.
+    assert 0 < ddp["val/acc_top1"] < 1
+    eval_root = run_dir.parent / "eval"
+    eval_root.mkdir()
+    ckpt = run_dir / "checkpoints" / "last.ckpt"
+    # Another batch size on purpose: it replaces the run's global batch of 32.
+    run_entry_point("eval.py", f"ckpt_path={ckpt}", "data.batch_size=5", cwd=eval_root)
+    (eval_dir,) = (eval_root / "outputs" / "eval" / "runs").iterdir()
+    one = metrics(eval_dir)
+    assert ddp["val/acc_top1"] == pytest.approx(one["eval/acc_top1"], abs=1e-7)
+    assert ddp["val/acc_top5"] == pytest.approx(one["eval/acc_top5"], abs=1e-7)
+    assert ddp["val/loss"] == pytest.approx(one["eval/loss"], rel=1e-5)
+    # The W&B confusion matrix (summed over ranks) saw the 33 images once each.
+    (table,) = run_dir.glob("wandb/offline-run-*/files/media/table/val/confusion_matrix*.json")
+    cells = json.loads(table.read_text())["data"]
+    assert sum(n for _, _, n in cells) == 33
+    correct = sum(n for actual, predicted, n in cells if actual == predicted)
+    assert correct / 33 == pytest.approx(ddp["val/acc_top1"], abs=1e-7)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import pickle
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from conftest import compose_config, folder_overrides, make_image_folder, run_en
 from torchvision.io import write_file
 from torchvision.transforms.v2 import functional as TF
 
-from alexnet_lab.data.transforms import BatchNormalizer
+from alexnet_lab.data.transforms import BatchNormalizer, EvalTransform
 from alexnet_lab.errors import CheckpointError, ConfigError, DataError
 from alexnet_lab.export import METADATA_FILE, export
 from alexnet_lab.inference import Classifier, find_images, imagenet_classes, predict
@@ -46,6 +47,28 @@ def trained(tmp_path_factory) -> dict:
 
 def predict_config(tmp_path: Path, *overrides: str):
     return compose_config(list(overrides), tmp_path / "out", config_name="predict")
+
+
+def photo_like(height: int, width: int) -> torch.Tensor:
+    """A 3 x height x width uint8 image with a photo's mix of smooth shading and texture:
+    low-frequency waves per channel plus pixel noise (seeded)."""
+    g = torch.Generator().manual_seed(height * 1000 + width)
+    y = torch.linspace(0, math.pi, height).view(-1, 1)
+    x = torch.linspace(0, math.pi, width).view(1, -1)
+    freq, phase = torch.rand(3, 3, generator=g) * 6 + 1, torch.rand(3, 3, generator=g) * 6
+    waves = torch.stack(
+        [
+            (f[0] * x + p[0]).sin() * (f[1] * y + p[1]).cos() + (f[2] * (x + y) + p[2]).sin()
+            for f, p in zip(freq, phase, strict=True)
+        ]
+    )
+    image = 128 + 50 * waves + 20 * torch.randn(waves.shape, generator=g)
+    return image.clamp(0, 255).round().to(torch.uint8)
+
+
+def in_pixels(normalized: torch.Tensor, std) -> torch.Tensor:
+    """A difference of normalised images back in 0-255 pixel units."""
+    return normalized * torch.tensor(std).view(3, 1, 1) * 255
 
 
 # --- predict ------------------------------------------------------------------------
@@ -95,6 +118,29 @@ def test_predict_matches_the_checkpoints_own_eval_pipeline(trained, tmp_path: Pa
     assert torch.allclose(classifier.probabilities([image]), expected.softmax(-1), atol=1e-6)
 
 
+def test_checkpoint_inference_resizes_a_large_non_square_photo_to_its_centre_crop(trained):
+    """The checkpoint's path on an image that needs resizing (not only a crop): its centre
+    crop is torchvision's Resize(shorter side) + CenterCrop of the same photo, up to the
+    half source pixel that cutting the window from the source first may move it by."""
+    classifier = Classifier.from_checkpoint(str(trained["ckpt"]))
+    resize, crop = classifier.resize_size, classifier.crop_size  # 37, 32
+    for photo in (photo_like(375, 500), photo_like(500, 375)):
+        reference = TF.center_crop(TF.resize(photo, resize, antialias=True), [crop, crop])
+        normalize = BatchNormalizer(classifier.mean, classifier.std, pca_std=0.0)
+        batch = classifier.preprocess([photo])
+        assert batch.shape == (1, 3, crop, crop)
+        error = in_pixels(batch[0] - normalize(reference[None])[0], classifier.std).abs()
+        # Measured: 1.4 and 1.8 levels on average (the resize's filter at the window's edge
+        # sees no pixels beyond it). A crop one pixel right of the centre is 9.5 and 16 off.
+        assert error.mean() < 3
+        resized = TF.resize(photo, resize, antialias=True)
+        top, left = ((size - crop) // 2 for size in resized.shape[-2:])
+        one_right = TF.crop(resized, top, left + 1, crop, crop)
+        assert (one_right.float() - reference.float()).abs().mean() > 3
+        expected = classifier.model(batch).softmax(-1)
+        torch.testing.assert_close(classifier.probabilities([photo]), expected)
+
+
 def test_ten_crop_averages_the_papers_ten_views(trained):
     classifier = Classifier.from_checkpoint(str(trained["ckpt"]))
     image = torch.randint(0, 256, (3, 37, 37), dtype=torch.uint8)
@@ -135,6 +181,7 @@ def test_folders_are_searched_for_images_only(trained):
         (["weights=w.pth"], "add model=alexnet_owt"),
         (["ckpt_path=x.ckpt", "output=xml"], "output=xml: use text or json"),
         (["ckpt_path=x.ckpt", "tta=five_crop"], "tta=five_crop"),
+        (["weights=w.pth", "model=alexnet_owt", "model.input_size=227"], "224x224 crops"),
     ],
 )
 def test_predict_config_errors_are_clear(overrides, message, trained, tmp_path: Path):
@@ -153,13 +200,26 @@ def test_imagenet_class_names_ship_with_the_package():
     assert names == torchvision.models.AlexNet_Weights.IMAGENET1K_V1.meta["categories"]
 
 
-def test_torchvision_weights_give_torchvisions_probabilities(tmp_path: Path, capsys):
+TORCHVISION_TRANSFORM = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms()
+
+
+@pytest.fixture(scope="module")
+def torchvision_weights(tmp_path_factory) -> dict:
+    """torchvision's AlexNet with random weights (nothing downloaded), its state_dict file,
+    and a 500x375 photo-sized image."""
     torch.manual_seed(0)
     reference = torchvision.models.alexnet(weights=None).eval()
-    torch.save(reference.state_dict(), weights := tmp_path / "alexnet-owt.pth")
-    photo = torch.randint(0, 256, (3, 256, 256), dtype=torch.uint8)
-    write_file(str(path := tmp_path / "photo.png"), torchvision.io.encode_png(photo))
+    path = tmp_path_factory.mktemp("weights") / "alexnet-owt.pth"
+    torch.save(reference.state_dict(), path)
+    return {"reference": reference, "path": path, "photo": photo_like(375, 500)}
 
+
+def test_torchvision_weights_give_torchvisions_probabilities(
+    torchvision_weights, tmp_path: Path, capsys
+):
+    photo = torchvision_weights["photo"]
+    write_file(str(path := tmp_path / "photo.png"), torchvision.io.encode_png(photo))
+    weights = torchvision_weights["path"]
     cfg = predict_config(
         tmp_path, "model=alexnet_owt", f"weights={weights}", f"images={path}", "output=json"
     )
@@ -167,13 +227,44 @@ def test_torchvision_weights_give_torchvisions_probabilities(tmp_path: Path, cap
     (record,) = (json.loads(x) for x in capsys.readouterr().out.splitlines())
 
     # torchvision's own recipe for these weights on the same pixels.
-    preprocess = torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms()
     with torch.no_grad():
-        probs = reference(preprocess(photo)[None]).softmax(-1)[0]
-    top = probs.topk(5)
+        logits = torchvision_weights["reference"](TORCHVISION_TRANSFORM(photo)[None])
+    top = logits.softmax(-1)[0].topk(5)
     names = imagenet_classes()
     assert [t["label"] for t in record["top5"]] == [names[i] for i in top.indices]
-    assert [t["prob"] for t in record["top5"]] == pytest.approx(top.values.tolist(), abs=1e-5)
+    # Relative 1e-5: the window crop these weights got before is 1.5e-4 off here.
+    assert [t["prob"] for t in record["top5"]] == pytest.approx(top.values.tolist(), rel=1e-5)
+
+
+def test_torchvision_weights_get_torchvisions_own_transform(torchvision_weights, tmp_path: Path):
+    """Resize the shorter side to 256, then the centre 224: not a window cut from the source."""
+    cfg = predict_config(tmp_path, "model=alexnet_owt", "images=x")
+    path = str(torchvision_weights["path"])
+    classifier = Classifier.from_torchvision_weights(path, dict(cfg.model), None)
+    assert (classifier.resize_size, classifier.crop_size) == (256, 224)
+    assert (list(classifier.mean), list(classifier.std)) == (
+        TORCHVISION_TRANSFORM.mean,
+        TORCHVISION_TRANSFORM.std,
+    )
+    photo = torchvision_weights["photo"]
+    expected = TORCHVISION_TRANSFORM(photo)
+    # 1e-6 in normalised units is 2e-4 of a pixel level: the same pixels.
+    torch.testing.assert_close(classifier.preprocess([photo])[0], expected, rtol=0, atol=1e-6)
+    # ten_crop: torchvision's resize, then the corners and centre of it and of its mirror.
+    views = classifier.preprocess([photo], tta="ten_crop")[0]
+    assert views.shape == (10, 3, 224, 224)
+    torch.testing.assert_close(views[4], expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(views[5], views[1].flip(-1), rtol=0, atol=0)  # top corners
+    # torchvision's transform of the mirrored photo: its resize rounds 12 of the 150528
+    # values one pixel level the other way.
+    one_level = 1.001 / 255 / min(TORCHVISION_TRANSFORM.std)
+    mirrored = TORCHVISION_TRANSFORM(photo.flip(-1))
+    torch.testing.assert_close(views[9], mirrored, rtol=0, atol=one_level)
+    # What these weights got before: the crop's source window, then resized. Measured
+    # 4.5 pixel levels off on average on this image, far outside the tolerance above.
+    window = EvalTransform(256, 224)(photo)[None]
+    before = BatchNormalizer(classifier.mean, classifier.std, pca_std=0.0)(window)[0]
+    assert in_pixels(before - expected, classifier.std).abs().mean() > 1
 
 
 def test_weights_that_do_not_fit_or_run_code_are_refused(trained, tmp_path: Path):
@@ -221,6 +312,7 @@ def test_torchscript_export_gives_the_checkpoints_logits(trained, tmp_path: Path
     module = torch.jit.load(str(path), _extra_files=extra)
     meta = json.loads(extra[METADATA_FILE])
     assert meta["class_names"] == CLASSES and meta["resize_size"] == 37
+    assert "source pixels cut out" in meta["preprocessing"]
 
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     expected = checkpoint_logits(trained["ckpt"], images)
@@ -253,3 +345,32 @@ def test_export_cli_rejects_an_unknown_format(trained, tmp_path: Path):
     cfg, _ = export_config(tmp_path, trained["ckpt"], "tflite")
     with pytest.raises(ConfigError, match="format=tflite: use torchscript or onnx"):
         export(cfg)
+
+
+def test_export_needs_a_checkpoint_or_weights(tmp_path: Path):
+    cfg = compose_config(["format=torchscript"], tmp_path / "run", config_name="export")
+    with pytest.raises(ConfigError, match="Give one of ckpt_path"):
+        export(cfg)
+
+
+def test_export_of_torchvision_weights_declares_torchvisions_preprocessing(
+    torchvision_weights, tmp_path: Path
+):
+    overrides = ["model=alexnet_owt", f"weights={torchvision_weights['path']}"]
+    out = tmp_path / "alexnet.pt"
+    cfg = compose_config([*overrides, f"output={out}"], tmp_path / "run", config_name="export")
+    export(cfg)
+    extra = {METADATA_FILE: ""}
+    module = torch.jit.load(str(out), _extra_files=extra)
+    meta = json.loads(extra[METADATA_FILE])
+    assert (meta["resize_size"], meta["crop_size"]) == (256, 224)
+    assert (meta["mean"], meta["std"]) == (TORCHVISION_TRANSFORM.mean, TORCHVISION_TRANSFORM.std)
+    assert "AlexNet_Weights.IMAGENET1K_V1.transforms()" in meta["preprocessing"]
+    assert meta["class_names"] == imagenet_classes()
+
+    # The uint8 crop the metadata describes, through the file: torchvision's logits.
+    photo = torchvision_weights["photo"]
+    crop = TF.center_crop(TF.resize(photo, 256, antialias=True), [224, 224])
+    with torch.no_grad():
+        expected = torchvision_weights["reference"](TORCHVISION_TRANSFORM(photo)[None])
+        torch.testing.assert_close(module(crop[None]), expected, rtol=1e-4, atol=1e-4)

@@ -78,7 +78,7 @@ def test_paper_init_statistics():
     net = AlexNet("alexnet")
     weighted = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     names = ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]
-    for name, layer in zip(names, weighted, strict=False):
+    for name, layer in zip(names, weighted, strict=True):
         std = layer.weight.std().item()
         assert abs(layer.weight.mean().item()) < 2e-3, name
         assert 0.0095 < std < 0.0105, f"{name} weight std {std}"

@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig
 
 from alexnet_lab.errors import CheckpointError, ConfigError
+from alexnet_lab.resolvers import INPUT_SCALES
 
 
 def _number(value: Any) -> float | None:
@@ -104,11 +105,28 @@ def check_train_config(cfg: DictConfig) -> None:
     weight_decay = optimizer.get("weight_decay")
     if weight_decay is not None and not (_number(weight_decay) is not None and weight_decay >= 0):
         problems.append(f"optimizer.weight_decay={weight_decay}: use 0 or more (paper: 0.0005).")
+    decay_biases = optimizer.get("decay_biases")
+    if decay_biases is not None and not isinstance(decay_biases, bool):
+        problems.append(
+            f"optimizer.decay_biases={decay_biases!r}: use true (decay every parameter) or "
+            f"false (weights only, as the paper's cuda-convnet)."
+        )
 
     data = cfg.get("data") or {}
     batch_size = data.get("batch_size")
     if batch_size is not None and not (_is_int(batch_size) and batch_size >= 1):
         problems.append(f"data.batch_size={batch_size}: use a whole number >= 1 (the paper: 128).")
+    global_batch_size = data.get("global_batch_size")
+    if global_batch_size is not None and not (_is_int(global_batch_size) and global_batch_size > 0):
+        problems.append(
+            f"data.global_batch_size={global_batch_size}: use a whole number >= 1 (images per "
+            f"optimizer step, all devices together; the paper: 128), or null."
+        )
+    if data and batch_size is None and global_batch_size is None:
+        problems.append(
+            "data.batch_size and data.global_batch_size are both null: set one (images per "
+            "device, or per optimizer step over all devices)."
+        )
     num_workers = data.get("num_workers")
     if num_workers is not None and not (_is_int(num_workers) and num_workers >= 0):
         problems.append(
@@ -118,6 +136,13 @@ def check_train_config(cfg: DictConfig) -> None:
         size = data.get(key)
         if size is not None and not (_is_int(size) and size >= 1):
             problems.append(f"data.{key}={size}: use a size in pixels >= 1.")
+    input_scale = data.get("input_scale")
+    if input_scale is not None and input_scale not in INPUT_SCALES:
+        # Checked before data.std resolves from it (an error inside a resolver is unreadable).
+        problems.append(
+            f"data.input_scale={input_scale}: use paper (mean-subtracted 0-255 pixels, as the "
+            f"paper trained) or unit (per-channel mean/std normalisation)."
+        )
     pca_std = data.get("pca_std")
     if pca_std is not None and not (_number(pca_std) is not None and pca_std >= 0):
         problems.append(f"data.pca_std={pca_std}: use 0 (off) or more (the paper: 0.1).")
@@ -219,3 +244,38 @@ def redacted_argv() -> Iterator[None]:
         yield
     finally:
         sys.argv[:] = saved
+
+
+def check_ablation_changes_something(cfg: DictConfig) -> None:
+    """An ablation preset whose keys already hold its values on this model or experiment
+    (ablation=no_lrn on a net without LRN) would compare the reference with itself.
+
+    Recomposes the job's config without its ablation= choice and compares. Only inside a
+    Hydra app (the entry points); the reference preset, ablation=baseline, is exempt.
+    """
+    from hydra import compose
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import OmegaConf
+
+    if not (HydraConfig.initialized() and GlobalHydra.instance().is_initialized()):
+        return
+    hydra_cfg = HydraConfig.get()
+    choice = hydra_cfg.runtime.choices.get("ablation")
+    if choice in (None, "null", "baseline"):
+        return
+    without = [o for o in hydra_cfg.overrides.task if o.split("=", 1)[0].lstrip("+~") != "ablation"]
+    reference = compose(hydra_cfg.job.config_name, overrides=without)
+
+    def settings(c: DictConfig) -> dict:
+        plain = OmegaConf.to_container(c, resolve=False)
+        plain.pop("ablation_name", None)
+        return plain
+
+    if settings(reference) == settings(cfg):
+        model = hydra_cfg.runtime.choices.get("model")
+        raise ConfigError(
+            f"ablation={choice} changes nothing here: with model={model} and these settings "
+            f"what it switches off is already off, so the run would repeat the reference. "
+            f"Use a model that has the feature on (e.g. model=alexnet), or drop the ablation."
+        )

@@ -14,24 +14,36 @@ destroys the process group and removes what the launcher put in the environment.
 
 When something else starts the ranks (torchrun, srun, submitit), Lightning's cluster
 environment says so and no process is launched: nothing here changes that path.
+
+Also here, what every rank must agree on or must not share: its own random stream
+(`SeedPerRank`), the batch split between devices (`batch_per_device`) and a
+validation sampler that counts each image once (`eval_sampler`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import subprocess
 import sys
 from collections.abc import Callable
 from typing import Any
 
+import lightning as L
+import numpy as np
 import torch
+from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import (
     _SubprocessScriptLauncher,
 )
+from torch.utils.data import Dataset
+
+from alexnet_lab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -153,3 +165,116 @@ def reset_after_job(timeout_s: float = 120.0) -> None:
         torch.set_num_threads(launcher._num_threads)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+
+
+class SeedPerRank(L.Callback):
+    """Reseed torch, numpy and random with `seed + global rank` once the rank is known.
+
+    `seed_everything` runs before the ranks exist, so every rank would draw the same
+    dropout masks and PCA colour noise at every step: N ranks, one stream. Reseeding
+    here (as timm does) gives each rank its own stream, reproducible for a given seed
+    and world size. The model is built before this, so its initialisation is the same on
+    every rank (DDP also broadcasts rank 0's weights). PL_GLOBAL_SEED is left alone: the
+    training DistributedSampler seeds its shuffle from it, and that permutation must be
+    the same on every rank for the ranks' shards to be disjoint.
+    """
+
+    def __init__(self, seed: int):
+        self.seed = int(seed)
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        rank_seed = self.seed + trainer.global_rank
+        torch.manual_seed(rank_seed)  # CPU and every CUDA device
+        np.random.seed(rank_seed % 2**32)
+        random.seed(rank_seed)
+        log.debug("Rank %d: random streams seeded with %d", trainer.global_rank, rank_seed)
+
+
+def world_size(trainer: L.Trainer) -> int:
+    """How many processes train together.
+
+    Ranks started by torchrun or srun: the launcher's world size (Lightning checks at
+    launch that trainer.devices x trainer.num_nodes matches it). Otherwise the devices
+    Lightning resolved (a count, a list, auto) times the nodes.
+    """
+    env = getattr(trainer.strategy, "cluster_environment", None)
+    if (
+        env is not None
+        and env.creates_processes_externally
+        # Our own launcher's children: world size is set only during setup.
+        and not isinstance(env, LightningEnvironment)
+    ):
+        return int(env.world_size())
+    return trainer.num_devices * trainer.num_nodes
+
+
+def batch_per_device(batch_size: int | None, global_batch_size: int | None, world_size: int) -> int:
+    """The batch each device loads. `data.global_batch_size` (all devices together, one
+    optimizer step) is split evenly; otherwise `data.batch_size` is per device."""
+    if global_batch_size is None:
+        if batch_size is None:
+            raise ConfigError(
+                "data.batch_size and data.global_batch_size are both null: set "
+                "data.batch_size (images per device) or data.global_batch_size (images per "
+                "optimizer step, all devices together)."
+            )
+        return batch_size
+    if global_batch_size % world_size:
+        raise ConfigError(
+            f"data.global_batch_size={global_batch_size} does not split evenly over "
+            f"{world_size} devices (trainer.devices x trainer.num_nodes, or the launcher's "
+            f"world size). Use a global batch that is a multiple of {world_size}, or a "
+            f"device count that divides {global_batch_size}."
+        )
+    per_device = global_batch_size // world_size
+    if batch_size is not None and batch_size != per_device:
+        raise ConfigError(
+            f"data.batch_size={batch_size} per device x {world_size} devices = "
+            f"{batch_size * world_size} images per step, but data.global_batch_size="
+            f"{global_batch_size}. Set one of them: data.batch_size=null to split the global "
+            f"batch over the devices, or data.global_batch_size=null for a per-device batch."
+        )
+    return per_device
+
+
+def batch_split(datamodule: Any, trainer: L.Trainer) -> dict[str, int]:
+    """The batch per device and per optimizer step this run uses, logged at start (a
+    ConfigError now, before training, if the global batch does not split evenly)."""
+    processes = world_size(trainer)
+    per_device = datamodule.per_device_batch_size(processes)
+    accumulate = int(getattr(trainer, "accumulate_grad_batches", 1) or 1)
+    step = per_device * processes * accumulate
+    log.info(
+        "Batch: %d images per device x %d devices%s = %d images per optimizer step",
+        per_device,
+        processes,
+        f" x {accumulate} accumulated batches" if accumulate > 1 else "",
+        step,
+    )
+    return {
+        "data/batch_size_per_device": per_device,
+        "data/world_size": processes,
+        "data/global_batch_size": step,
+    }
+
+
+def eval_sampler(
+    dataset: Dataset, trainer: L.Trainer | None
+) -> UnrepeatedDistributedSampler | None:
+    """Under DDP, a validation/test sampler that gives each image to exactly one rank.
+
+    Lightning's DistributedSampler pads a split whose size does not divide by the world
+    size with repeated images, which then count twice in the accuracy. This one does not
+    pad: ranks may run one batch more or fewer, so evaluation must do no per-step
+    collective (metrics are torchmetrics objects, synchronised once at epoch end).
+    """
+    kwargs = trainer.distributed_sampler_kwargs if trainer is not None else None
+    if not kwargs or kwargs.get("num_replicas", 1) <= 1:
+        return None  # one process: Lightning's sequential sampler
+    if len(dataset) < kwargs["num_replicas"]:
+        raise DataError(
+            f"The validation split has {len(dataset)} images, fewer than the "
+            f"{kwargs['num_replicas']} DDP ranks: every rank needs at least one. Use a larger "
+            f"val/ split or fewer devices."
+        )
+    return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)

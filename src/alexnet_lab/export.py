@@ -1,9 +1,11 @@
-"""Export a checkpoint's network for serving: TorchScript or ONNX, normalisation inside.
+"""Export a network for serving: TorchScript or ONNX, normalisation inside.
 
-The exported model takes a batch of RGB crops, N x 3 x crop x crop, already resized
-as in training (shorter side to resize_size, the centre crop_size square), either
-uint8 in [0, 255] or float in [0, 1], and returns logits (softmax: probabilities).
-Class names and the preprocessing sizes travel inside the file as metadata.
+The network is a checkpoint trained here, or torchvision's AlexNet weights. The
+exported model takes a batch of RGB crops, N x 3 x crop x crop, already resized as
+the network expects (shorter side to resize_size, the centre crop_size square; the
+`preprocessing` metadata says exactly how), either uint8 in [0, 255] or float in
+[0, 1], and returns logits (softmax: probabilities). Class names and the
+preprocessing travel inside the file as metadata.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from alexnet_lab.errors import ConfigError
-from alexnet_lab.inference import Classifier
+from alexnet_lab.inference import Classifier, load_classifier
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +54,7 @@ def metadata(classifier: Classifier, input_dtype: str) -> dict[str, Any]:
         "crop_size": classifier.crop_size,
         "mean": list(classifier.mean),
         "std": list(classifier.std),
+        "preprocessing": classifier.preprocessing,
         "input": f"N x 3 x {classifier.crop_size} x {classifier.crop_size} RGB, {input_dtype}",
         "output": "logits (softmax gives class probabilities)",
     }
@@ -98,7 +101,7 @@ def export(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"format={cfg.format}: use {' or '.join(FORMATS)}.")
     if cfg.input_dtype not in ("uint8", "float32"):
         raise ConfigError(f"input_dtype={cfg.input_dtype}: use uint8 or float32.")
-    classifier = Classifier.from_checkpoint(cfg.ckpt_path)
+    classifier = load_classifier(cfg)
     module = Preprocessed(classifier.model.net, classifier.mean, classifier.std).eval()
     path = Path(cfg.output or Path(cfg.paths.output_dir) / f"alexnet{FORMATS[cfg.format]}")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -1,9 +1,11 @@
 """Classify image files: a trained checkpoint, or torchvision's pretrained AlexNet weights.
 
-The images go through the preprocessing the network was trained with (stored in
-the checkpoint's `data` hyper-parameters): shorter side to resize_size, the centre
-crop_size square (or the paper's ten views), normalised with the same mean and std.
-Probabilities are a softmax over all classes, so each image's sum to 1.
+The images go through the preprocessing the network was trained with. A checkpoint's
+is stored in its `data` hyper-parameters and run as its validation ran: the centre
+crop_size square of the image with its shorter side at resize_size (or the paper's ten
+views), normalised with the same mean and std. torchvision's weights get torchvision's
+own transform for them, `AlexNet_Weights.IMAGENET1K_V1.transforms()`. Probabilities are
+a softmax over all classes, so each image's sum to 1.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from omegaconf import DictConfig
+from torchvision.models import AlexNet_Weights
+from torchvision.transforms import functional as TVF
 
 from alexnet_lab.checks import why_unloadable
 from alexnet_lab.data.folders import IMAGE_EXTENSIONS
@@ -34,6 +38,9 @@ from alexnet_lab.errors import CheckpointError, ConfigError, DataError
 from alexnet_lab.module import AlexNetClassifier
 from alexnet_lab.runs import plain
 from alexnet_lab.tasks import load_checkpoint, model_from_checkpoint
+
+if TYPE_CHECKING:
+    from torchvision.transforms._presets import ImageClassification
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +62,9 @@ class Classifier:
     crop_size: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # torchvision's weights: torchvision's transform for them (resize the whole image, then
+    # crop). None: a checkpoint's EvalTransform (the crop's source pixels, then resized).
+    weights_transform: ImageClassification | None = None
 
     @classmethod
     def from_checkpoint(cls, path: str) -> Classifier:
@@ -74,6 +84,14 @@ class Classifier:
                 "weights=PATH needs the network it fits: add model=alexnet_owt "
                 "(torchvision's AlexNet layout)."
             )
+        transform = AlexNet_Weights.IMAGENET1K_V1.transforms()
+        (crop,), (resize,) = transform.crop_size, transform.resize_size
+        if net_cfg.get("input_size") not in (None, crop):
+            raise ConfigError(
+                f"model.input_size={net_cfg['input_size']}: torchvision's AlexNet weights "
+                f"take its {crop}x{crop} crops (resize {resize}, centre crop {crop}). Leave "
+                f"model.input_size at {crop}."
+            )
         names = read_class_names(classes_file) if classes_file else imagenet_classes()
         state_dict = load_state_dict(path)
         model = AlexNetClassifier(net=net_cfg, optimizer={}, class_names=names)
@@ -87,10 +105,8 @@ class Classifier:
                 f"torchvision's AlexNet state_dict with model=alexnet_owt; for another class "
                 f"count pass classes=FILE (one name a line)."
             ) from None
-        crop = net_cfg.get("input_size") or 224
-        # torchvision's recipe for these weights: resize 256, centre crop 224, ImageNet stats.
-        data = {"crop_size": crop, "resize_size": round(crop * 256 / 224)}
-        return cls.build(model.eval(), names, data)
+        stats = (tuple(transform.mean), tuple(transform.std))
+        return cls(model.eval(), names, resize, crop, *stats, weights_transform=transform)
 
     @classmethod
     def build(cls, model: AlexNetClassifier, names: list[str], data: dict) -> Classifier:
@@ -104,14 +120,67 @@ class Classifier:
         self.model.to(device)
         return self
 
+    @property
+    def preprocessing(self) -> str:
+        """How an image becomes the network's crop, in words (export metadata)."""
+        crop, resize = self.crop_size, self.resize_size
+        if self.weights_transform is not None:
+            return (
+                f"torchvision.models.AlexNet_Weights.IMAGENET1K_V1.transforms(): shorter "
+                f"side resized to {resize} (bilinear, antialiased), centre {crop}x{crop} crop"
+            )
+        return (
+            f"the centre {crop}x{crop} of the image with its shorter side at {resize}: its "
+            f"source pixels cut out, then resized (bilinear, antialiased)"
+        )
+
+    @torch.no_grad()
+    def preprocess(
+        self, images: list[torch.Tensor], tta: str = "center", device: str | torch.device = "cpu"
+    ) -> torch.Tensor:
+        """Decoded uint8 images (any size) -> the normalised float batch the network takes
+        on `device`: N x 3 x crop x crop, or N x 10 x 3 x crop x crop for ten_crop."""
+        if self.weights_transform is not None:
+            views = [self._torchvision_views(image, tta) for image in images]
+            return torch.stack(views).to(device)
+        transform = EvalTransform(self.resize_size, self.crop_size, ten_crop=tta == "ten_crop")
+        batch = torch.stack([transform(image) for image in images])
+        normalizer = BatchNormalizer(self.mean, self.std, pca_std=0.0)
+        return normalizer(batch.to(device))
+
+    def _torchvision_views(self, image: torch.Tensor, tta: str) -> torch.Tensor:
+        transform = self.weights_transform
+        if tta == "center":
+            return transform(image)
+        # The paper's ten views of torchvision's resize, normalised as its transform does.
+        resized = TVF.resize(
+            image,
+            transform.resize_size,
+            interpolation=transform.interpolation,
+            antialias=transform.antialias,
+        )
+        views = torch.stack(TVF.ten_crop(resized, transform.crop_size))
+        return TVF.normalize(
+            TVF.convert_image_dtype(views, torch.float), transform.mean, transform.std
+        )
+
     @torch.no_grad()
     def probabilities(self, images: list[torch.Tensor], tta: str = "center") -> torch.Tensor:
         """Decoded uint8 images (any size) -> (N, classes) probabilities."""
-        transform = EvalTransform(self.resize_size, self.crop_size, ten_crop=tta == "ten_crop")
-        batch = torch.stack([transform(image) for image in images])
         device = next(self.model.parameters()).device
-        normalizer = BatchNormalizer(self.mean, self.std, pca_std=0.0)
-        return self.model.predict_proba(normalizer(batch.to(device)))
+        return self.model.predict_proba(self.preprocess(images, tta, device))
+
+
+def load_classifier(cfg: DictConfig) -> Classifier:
+    """The network that src/predict.py or src/export.py was given: ckpt_path, or weights."""
+    if bool(cfg.get("ckpt_path")) == bool(cfg.get("weights")):
+        raise ConfigError(
+            "Give one of ckpt_path=RUN/checkpoints/last.ckpt (a model trained here) or "
+            "model=alexnet_owt weights=FILE.pth (torchvision's AlexNet weights)."
+        )
+    if cfg.get("ckpt_path"):
+        return Classifier.from_checkpoint(cfg.ckpt_path)
+    return Classifier.from_torchvision_weights(cfg.weights, plain(cfg.get("model")), cfg.classes)
 
 
 def read_class_names(path: str) -> list[str]:
@@ -208,19 +277,9 @@ def predict(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"tta={cfg.tta}: use {' or '.join(TTA_MODES)}.")
     if not (isinstance(cfg.batch_size, int) and cfg.batch_size >= 1):
         raise ConfigError(f"batch_size={cfg.batch_size}: use a whole number >= 1.")
-    if bool(cfg.get("ckpt_path")) == bool(cfg.get("weights")):
-        raise ConfigError(
-            "Give one of ckpt_path=RUN/checkpoints/last.ckpt (a model trained here) or "
-            "model=alexnet_owt weights=FILE.pth (torchvision's AlexNet weights)."
-        )
+    classifier = load_classifier(cfg)
     images = cfg.images
-    entries = [images] if isinstance(images, str) else list(images)
-    paths = find_images(entries)
-    if cfg.get("ckpt_path"):
-        classifier = Classifier.from_checkpoint(cfg.ckpt_path)
-    else:
-        model_cfg = plain(cfg.get("model"))
-        classifier = Classifier.from_torchvision_weights(cfg.weights, model_cfg, cfg.classes)
+    paths = find_images([images] if isinstance(images, str) else list(images))
     device = (
         cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     )

@@ -8,8 +8,10 @@ import hydra
 import lightning as L
 import torch
 from torch import nn
+from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexnet_lab.errors import ConfigError
 from alexnet_lab.models import count_parameters
 
 
@@ -49,6 +51,14 @@ class AlexNetClassifier(L.LightningModule):
         self.train_top1 = accuracy(num_classes, 1)
         self.val_top1 = accuracy(num_classes, 1)
         self.val_top5 = accuracy(num_classes, 5)
+        # The held-out training slice (data.holdout_per_class), scored as a second val loader.
+        self.holdout_top1 = accuracy(num_classes, 1)
+        self.holdout_top5 = accuracy(num_classes, 5)
+        # Mean loss per image, weighted by batch size. Like the accuracies it is summed over
+        # ranks once at epoch end: exact under DDP, where ranks may run different numbers
+        # of validation batches (no image is repeated to even them out).
+        self.val_loss = MeanMetric()
+        self.holdout_loss = MeanMetric()
 
     @property
     def num_parameters(self) -> int:
@@ -88,25 +98,53 @@ class AlexNetClassifier(L.LightningModule):
         else:
             scores = self(images)
             loss = self.criterion(scores, targets)
-        self.val_top1(scores, targets)
-        self.val_top5(scores, targets)
-        self.log(f"{prefix}/loss", loss, prog_bar=True, sync_dist=True)
-        self.log(f"{prefix}/acc_top1", self.val_top1, prog_bar=True)
-        self.log(f"{prefix}/acc_top5", self.val_top5)
+        top1, top5, mean_loss = (
+            (self.holdout_top1, self.holdout_top5, self.holdout_loss)
+            if prefix == "holdout"
+            else (self.val_top1, self.val_top5, self.val_loss)
+        )
+        top1(scores, targets)
+        top5(scores, targets)
+        mean_loss(loss, weight=len(targets))
+        # The prefix names the loader: no '/dataloader_idx_N' suffix when there are two.
+        self.log(f"{prefix}/loss", mean_loss, prog_bar=True, add_dataloader_idx=False)
+        self.log(f"{prefix}/acc_top1", top1, prog_bar=True, add_dataloader_idx=False)
+        self.log(f"{prefix}/acc_top5", top5, add_dataloader_idx=False)
         # Callbacks (confusion matrix, prediction grid) read these scores.
         return scores.detach()
 
-    def validation_step(self, batch, batch_idx: int) -> torch.Tensor:
-        return self._eval_step(batch, "val")
+    def validation_step(
+        self, batch, batch_idx: int, dataloader_idx: int = 0
+    ) -> torch.Tensor | None:
+        if dataloader_idx == 0:
+            return self._eval_step(batch, "val")
+        # Loader 1 is the held-out training slice (data.holdout_per_class). Nothing is
+        # returned, so the val callbacks (confusion matrix, prediction grid) never see it.
+        self._eval_step(batch, "holdout")
+        return None
 
     def test_step(self, batch, batch_idx: int) -> None:
         self._eval_step(batch, "eval")
 
     def configure_optimizers(self):
-        optimizer = hydra.utils.instantiate(self.hparams.optimizer, params=self.parameters())
+        optimizer_cfg = dict(self.hparams.optimizer)
+        decay_biases = optimizer_cfg.pop("decay_biases", True)
+        if not isinstance(decay_biases, bool):
+            raise ConfigError(f"optimizer.decay_biases={decay_biases!r}: use true or false.")
+        params = self.parameters() if decay_biases else self.weight_and_bias_groups()
+        # Partial, then called: instantiate would turn the param-group dicts into DictConfigs.
+        optimizer = hydra.utils.instantiate(optimizer_cfg, _partial_=True)(params)
         if not self.hparams.scheduler:
             return optimizer
         scheduler_cfg = dict(self.hparams.scheduler)
         lightning_keys = scheduler_cfg.pop("lightning", None) or {}
         scheduler = hydra.utils.instantiate(scheduler_cfg, optimizer=optimizer)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, **lightning_keys}}
+
+    def weight_and_bias_groups(self) -> list[dict[str, Any]]:
+        """cuda-convnet's weight decay (its `wc`): on the weights only. Biases, and any
+        other 1-D parameter, get none, so the paper's bias-1 terms are not pulled to 0."""
+        weights = [p for p in self.parameters() if p.dim() > 1]
+        biases = [p for p in self.parameters() if p.dim() <= 1]
+        groups = [{"params": weights}, {"params": biases, "weight_decay": 0.0}]
+        return [group for group in groups if group["params"]]

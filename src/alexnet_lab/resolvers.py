@@ -8,7 +8,7 @@ import time
 import warnings
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import ListConfig, OmegaConf
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -25,6 +25,24 @@ def _gpus_per_node(accelerator: Any, devices: Any) -> int:
     if str(accelerator) not in ("gpu", "cuda", "auto"):
         return 0
     return int(devices) if str(devices).lstrip("-").isdigit() and int(devices) > 0 else 1
+
+
+# The paper's "(centered) raw RGB values" (section 2): pixels on the 0-255 scale, mean
+# subtracted. Dividing [0, 1] pixels by 1/255 after subtracting the mean gives exactly that.
+PAPER_STD = 1 / 255
+INPUT_SCALES = ("unit", "paper")
+
+
+def _input_std(input_scale: Any, pixel_std: Any) -> ListConfig:
+    """data.std for an input scale: the dataset's per-channel std (unit variance, the modern
+    habit) or 1/255 per channel (the paper's scale, where its LRN constants and N(0, 0.01)
+    init act as designed; at unit scale LRN is nearly a constant multiply)."""
+    # A ListConfig, not a list: OmegaConf.resolve (--cfg job --resolve) cannot store a list.
+    # Any other value is named by checks.check_train_config: an error raised here would
+    # surface as an unreadable interpolation traceback.
+    if input_scale == "paper":
+        return OmegaConf.create([PAPER_STD] * len(pixel_std))
+    return OmegaConf.create(list(pixel_std))
 
 
 def _launch_id() -> str:
@@ -45,6 +63,7 @@ def register() -> None:
         ("if_set", _if_set),
         ("gpus_per_node", _gpus_per_node),
         ("launch_id", _launch_id),
+        ("input_std", _input_std),
     )
     for name, fn in resolvers:
         OmegaConf.register_new_resolver(f"alexnet_lab.{name}", fn, replace=True)

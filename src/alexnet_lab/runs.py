@@ -48,6 +48,17 @@ def job_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
+def folder_data_for_given_root(argv: list[str]) -> list[str]:
+    """`python src/train.py data.root=DIR` with no data= choice means "my folder": add
+    data=folder, so DIR gets the folder defaults (ImageNet statistics, workers) rather than
+    the built-in slice's config. An experiment= preset brings its own data choice; with one
+    that keeps the built-in data, the built-in config refuses a foreign root by name."""
+    keys = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
+    if "data.root" in keys and not keys & {"data", "experiment", "resume"}:
+        return [*argv, "data=folder"]
+    return argv
+
+
 def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
@@ -131,6 +142,8 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
         result = {**task(cfg), "status": "completed"}
     except UserError as err:
         result["error"] = str(err)
+        # A guard that ends a run on purpose names its own status ("stalled").
+        result["status"] = getattr(err, "run_status", "failed")
         log.error("%s", err)
         if not in_multirun():
             raise SystemExit(1) from None

@@ -13,6 +13,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
 from alexnet_lab.checks import (
+    check_ablation_changes_something,
     check_checkpoint_fits,
     check_train_config,
     redact_secrets,
@@ -20,6 +21,7 @@ from alexnet_lab.checks import (
     why_unloadable,
 )
 from alexnet_lab.data import AlexNetDataModule
+from alexnet_lab.distributed import SeedPerRank, batch_split
 from alexnet_lab.errors import CheckpointError, DataError
 from alexnet_lab.module import AlexNetClassifier
 from alexnet_lab.resume import prepare_resume
@@ -33,7 +35,11 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     # folder (a resumed or requeued run) wins over ckpt_path.
     cfg, resumed_from = prepare_resume(cfg, job_overrides())
     check_train_config(cfg)  # out-of-range values: one clear error before anything is built
-    L.seed_everything(cfg.seed, workers=True)
+    if not resumed_from:
+        check_ablation_changes_something(cfg)
+    # The same seed on every rank (identical model init); SeedPerRank gives each rank its
+    # own stream for dropout and PCA noise once the ranks exist.
+    seed = L.seed_everything(cfg.seed, workers=True)
 
     datamodule: AlexNetDataModule = hydra.utils.instantiate(cfg.data)
     datamodule.prepare_data()  # the class list (and so the model's width) needs the files
@@ -55,15 +61,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     loggers = build_loggers(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=build_callbacks(cfg)
+        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg), SeedPerRank(seed)]
     )
+    batch = batch_split(datamodule, trainer)  # data.global_batch_size over the devices
     with redacted_argv():  # W&B records the command line when its run starts, here
         for logger in loggers:
             logger.log_hyperparams(redact_secrets(plain(cfg)))
 
     ckpt_path = resumed_from["checkpoint"] if resumed_from else cfg.get("ckpt_path")
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    summary = summarize_fit(trainer, model)
+    summary = {**summarize_fit(trainer, model), **batch}
     if resumed_from:
         summary["resumed_from"] = resumed_from
     return summary
@@ -81,6 +88,11 @@ def summarize_fit(trainer: L.Trainer, model: AlexNetClassifier) -> dict[str, Any
         "global_step": int(trainer.global_step),
         "params": model.num_parameters,
     }
+    # The image counts a run actually used (subsets, held-out slice), for the study records.
+    for name in ("train", "val", "holdout"):
+        dataset = getattr(trainer.datamodule, f"{name}_set", None)
+        if dataset is not None:
+            summary[f"data/{name}_images"] = len(dataset)
     if hasattr(trainer.datamodule, "skipped_files"):
         skipped = trainer.datamodule.skipped_files()  # every rank calls it: a collective
         summary["data/skipped_files"] = len(skipped)
@@ -144,6 +156,8 @@ def evaluate(cfg: DictConfig) -> dict[str, Any]:
     model = model_from_checkpoint(checkpoint)
     hparams = checkpoint["hyper_parameters"]
     data_cfg = {**hparams["data"], **{k: v for k, v in plain(cfg.data).items() if v is not None}}
+    if cfg.data.get("batch_size") is not None:  # a batch given here replaces a trained global one
+        data_cfg["global_batch_size"] = None
 
     results: dict[str, Any] = {"ckpt_path": str(cfg.ckpt_path), "params": model.num_parameters}
     for ten_crop, suffix in ((False, ""), (True, "_10crop")):

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torchvision.io import write_png
 
+from alexnet_lab.errors import DataError
+
 ASSET = "fashion_mnist_mini.npz"
 
 
@@ -49,7 +51,15 @@ def write_image_folder(root: Path, splits: dict[str, tuple[np.ndarray, np.ndarra
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def fashion_mnist_mini(root: str | Path) -> None:
+def fashion_mnist_mini(root: str | Path, home: str | Path) -> None:
+    """Write the built-in tree at `home`, its own place under paths.data_dir, and nowhere
+    else: a data.root pointing elsewhere is the user's folder, never written into."""
+    if Path(root).expanduser().resolve() != Path(home).expanduser().resolve():
+        raise DataError(
+            f"data.root={root} was given with the built-in data config (data=fashion_mnist_mini, "
+            f"which lives at {home}). To train on your own folder add data=folder (or "
+            f"data=imagenet): python src/train.py data=folder data.root={root}"
+        )
     with resources.files("alexnet_lab.assets").joinpath(ASSET).open("rb") as f:
         data = np.load(f)
         splits = {

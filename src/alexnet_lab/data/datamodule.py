@@ -37,7 +37,9 @@ from alexnet_lab.data.transforms import (
     TrainTransform,
     collate_images,
 )
+from alexnet_lab.distributed import batch_per_device, eval_sampler
 from alexnet_lab.errors import ConfigError, DataError
+from alexnet_lab.resolvers import INPUT_SCALES, PAPER_STD
 
 
 class AlexNetDataModule(L.LightningDataModule):
@@ -47,7 +49,7 @@ class AlexNetDataModule(L.LightningDataModule):
         self,
         crop_size: int = 224,
         resize_size: int | None = None,
-        batch_size: int = 128,
+        batch_size: int | None = 128,
         num_workers: int = 0,
         pin_memory: bool = False,
         persistent_workers: bool = False,
@@ -59,15 +61,19 @@ class AlexNetDataModule(L.LightningDataModule):
         eigval: Sequence[float] = IMAGENET_EIGVAL,
         eigvec: Sequence[Sequence[float]] = IMAGENET_EIGVEC,
         decode_device: str = "cpu",
+        input_scale: str = "unit",
+        global_batch_size: int | None = None,
     ):
         super().__init__()
+        self.input_scale = check_input_scale(input_scale, std)
         # cuda: workers only read files; decode, resize, crop, flip run on the GPU.
         self.decode_device = check_decode_device(decode_device)
         self.device_transforms: tuple | None = None  # (train, eval), set when decoding on GPU
         if resize_size is None:  # the paper's 256 / 224, at any scale
             resize_size = round(crop_size * 256 / 224)
-        if batch_size < 1:
-            raise ConfigError(f"data.batch_size={batch_size}: use a positive batch size.")
+        for key, size in (("batch_size", batch_size), ("global_batch_size", global_batch_size)):
+            if size is not None and size < 1:
+                raise ConfigError(f"data.{key}={size}: use a positive batch size.")
         if crop_size > resize_size:
             raise ConfigError(
                 f"data.crop_size={crop_size} is larger than data.resize_size={resize_size}: "
@@ -75,7 +81,10 @@ class AlexNetDataModule(L.LightningDataModule):
             )
         self.crop_size = crop_size
         self.resize_size = resize_size
+        # data.batch_size is per device; data.global_batch_size, when set, is split over
+        # the devices once the world size is known (see batch_per_device).
         self.batch_size = batch_size
+        self.global_batch_size = global_batch_size
         self.num_workers = num_workers
         self.pin_memory = pin_memory
         self.persistent_workers = persistent_workers and num_workers > 0
@@ -94,11 +103,20 @@ class AlexNetDataModule(L.LightningDataModule):
     def num_classes(self) -> int:
         return len(self.classes)
 
+    def per_device_batch_size(self, world_size: int | None = None) -> int:
+        """Images per device per step, for `world_size` processes (default: the trainer's)."""
+        if world_size is None:
+            world_size = self.trainer.world_size if self.trainer is not None else 1
+        return batch_per_device(self.batch_size, self.global_batch_size, world_size)
+
     def _loader(self, dataset: Dataset, shuffle: bool) -> DataLoader:
+        # Validation/test under DDP: each image on exactly one rank (no padding repeats).
+        sampler = None if shuffle else eval_sampler(dataset, self.trainer)
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.per_device_batch_size(),
             shuffle=shuffle,
+            sampler=sampler,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
@@ -133,6 +151,24 @@ class AlexNetDataModule(L.LightningDataModule):
         images, targets = batch
         training = self.trainer is not None and self.trainer.training
         return self.normalizer(images, pca_noise=training), targets
+
+
+def check_input_scale(input_scale: str, std: Sequence[float]) -> str:
+    """data.std resolves from data.input_scale (conf/data/folder.yaml); a hand-set data.std
+    that contradicts the scale would make the switch a silent no-op."""
+    if input_scale not in INPUT_SCALES:
+        raise ConfigError(
+            f"data.input_scale={input_scale}: use one of {', '.join(INPUT_SCALES)} "
+            f"(paper: mean-subtracted 0-255 pixels, as the paper trained)."
+        )
+    paper_std = all(abs(s - PAPER_STD) < 1e-9 for s in std)
+    if (input_scale == "paper") != paper_std:
+        raise ConfigError(
+            f"data.input_scale={input_scale} but data.std={list(std)}: the scale sets the std "
+            f"(1/255 per channel at paper scale, the dataset's std at unit scale). Drop the "
+            f"data.std override and choose the scale with data.input_scale=paper|unit."
+        )
+    return input_scale
 
 
 class ImageFolderDataModule(AlexNetDataModule):

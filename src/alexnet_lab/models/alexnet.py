@@ -13,7 +13,7 @@ layer is left out rather than replaced by an Identity, for the same reason.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -28,7 +28,7 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "gelu": nn.GELU,
     "leaky_relu": nn.LeakyReLU,
 }
-INITS = ("paper", "kaiming", "default")
+INITS = ("paper", "caffe", "kaiming", "default")
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,15 @@ ARCHITECTURES: dict[str, Architecture] = {
         input_size=224,
     ),
     # torchvision.models.alexnet ("One weird trick"): one tower, narrower convs.
+    # Its switches act where the paper's do (LRN after conv1/conv2, groups on conv2/4/5);
+    # torchvision's weights load only with both off, as conf/model/alexnet_owt.yaml has them.
     "alexnet_owt": Architecture(
         convs=(
-            _conv(64, 11, 4, 2, pool=True),
-            _conv(192, 5, 1, 2, pool=True, bias_one=True),
+            _conv(64, 11, 4, 2, lrn=True, pool=True),
+            _conv(192, 5, 1, 2, grouped=True, lrn=True, pool=True, bias_one=True),
             _conv(384, 3, 1, 1),
-            _conv(256, 3, 1, 1, bias_one=True),
-            _conv(256, 3, 1, 1, pool=True, bias_one=True),
+            _conv(256, 3, 1, 1, grouped=True, bias_one=True),
+            _conv(256, 3, 1, 1, grouped=True, pool=True, bias_one=True),
         ),
         hidden=(4096, 4096),
         pooled_size=6,
@@ -100,11 +102,13 @@ ARCHITECTURES: dict[str, Architecture] = {
         input_size=32,
     ),
     # Figure 1's four-layer CIFAR-10 net, after cuda-convnet's CIFAR example
-    # (its two locally-connected layers become convolutions here).
+    # (its two locally-connected layers become convolutions here). LRN sits after the
+    # first two convs' activations, as in cuda-convnet's CIFAR nets (the paper's CIFAR-10
+    # LRN claim); Figure 1's protocol runs it off. No hidden fc layers, so no dropout.
     "cifar_fig1": Architecture(
         convs=(
-            _conv(64, 5, 1, 2, pool=True),
-            _conv(64, 5, 1, 2, grouped=True, pool=True, bias_one=True),
+            _conv(64, 5, 1, 2, lrn=True, pool=True),
+            _conv(64, 5, 1, 2, grouped=True, lrn=True, pool=True, bias_one=True),
             _conv(32, 3, 1, 1),
             _conv(32, 3, 1, 1, grouped=True, bias_one=True),
         ),
@@ -122,9 +126,21 @@ class LocalResponseNorm(nn.LocalResponseNorm):
     CPU costs more than the convolutions of the small nets (2/3 of a training
     step here). A cumulative sum over channels gives the same window sums; the
     tests check it against PyTorch's layer, values and gradients.
+
+    The sum runs in float32 whatever the input's dtype (autocast, bf16-true,
+    16-true) and the result is cast back: in bf16 a window is the difference of
+    two large running sums and loses most of its digits, and in fp16 the square
+    of an activation above 256 overflows.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        wide = x.to(torch.promote_types(x.dtype, torch.float32))
+        if torch.jit.is_scripting():  # TorchScript has no autocast to turn off
+            return self._normalize(wide).to(x.dtype)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return self._normalize(wide).to(x.dtype)
+
+    def _normalize(self, x: torch.Tensor) -> torch.Tensor:
         channels, n = x.shape[1], self.size
         # Zero-pad so the window [c - n//2, c + (n-1)//2] is cumsum[c + n] - cumsum[c].
         squares = F.pad(x.square(), (0, 0, 0, 0, n // 2 + 1, (n - 1) // 2))
@@ -164,14 +180,18 @@ class AlexNet(nn.Module):
         num_classes: int = 1000,
         activation: str = "relu",
         lrn: bool = True,
-        dropout: float = 0.5,
+        dropout: float | None = None,  # None: the paper's 0.5 where there are fc6/fc7
         overlap_pool: bool = True,
         groups: int = 2,
         init: str = "paper",
         input_size: int | None = None,
+        width: float = 1.0,
     ):
         super().__init__()
-        spec = _check_args(arch, num_classes, activation, dropout, groups, init)
+        if dropout is None:
+            dropout = 0.5 if ARCHITECTURES.get(arch, ARCHITECTURES["alexnet"]).hidden else 0.0
+        spec = _check_args(arch, num_classes, activation, lrn, dropout, groups, init)
+        spec = scale_width(spec, arch, width)
         self.arch = arch
         # The crop size the data pipeline should feed (the adaptive pool accepts others).
         self.input_size = input_size or spec.input_size
@@ -217,17 +237,23 @@ class AlexNet(nn.Module):
         self.classifier = nn.Sequential(*head)
 
         if init == "paper":
-            self._paper_init()
+            self._gaussian_init(bias=1.0, hidden_fc_std=0.01)
+        elif init == "caffe":
+            # Caffe's bvlc_alexnet: biases 0.1 ("initialization to 1 gave flat loss") and
+            # fc6/fc7 weights N(0, 0.005); inputs there were mean-subtracted 0-255 pixels.
+            self._gaussian_init(bias=0.1, hidden_fc_std=0.005)
         elif init == "kaiming":
             self._kaiming_init()
         del self._bias_one  # only needed for init; keep the module tree clean
 
-    def _paper_init(self) -> None:
-        """Weights N(0, 0.01); biases 1 where the paper says (ReLUs start active), else 0."""
+    def _gaussian_init(self, bias: float, hidden_fc_std: float) -> None:
+        """Weights N(0, 0.01), the hidden fc layers' (fc6, fc7) N(0, hidden_fc_std); `bias`
+        on the layers the paper starts active (conv2, conv4, conv5, fc6, fc7), else 0."""
         for module in self.modules():
             if isinstance(module, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(module.weight, 0.0, 0.01)
-                nn.init.constant_(module.bias, 1.0 if module in self._bias_one else 0.0)
+                hidden_fc = isinstance(module, nn.Linear) and module in self._bias_one
+                nn.init.normal_(module.weight, 0.0, hidden_fc_std if hidden_fc else 0.01)
+                nn.init.constant_(module.bias, bias if module in self._bias_one else 0.0)
 
     def _kaiming_init(self) -> None:
         """He et al. (2015): keeps activation variance constant through deep ReLU stacks."""
@@ -241,7 +267,7 @@ class AlexNet(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
-def _check_args(arch, num_classes, activation, dropout, groups, init) -> Architecture:
+def _check_args(arch, num_classes, activation, lrn, dropout, groups, init) -> Architecture:
     if arch not in ARCHITECTURES:
         raise ConfigError(
             f"Unknown model arch {arch!r}. Choose one of: {', '.join(ARCHITECTURES)}."
@@ -252,6 +278,17 @@ def _check_args(arch, num_classes, activation, dropout, groups, init) -> Archite
         )
     if not 0.0 <= float(dropout) < 1.0:
         raise ConfigError(f"model.dropout={dropout} is out of range: use a probability in [0, 1).")
+    spec = ARCHITECTURES[arch]
+    # Every switch must change the network it is given to; one that cannot is an error.
+    if dropout and not spec.hidden:
+        raise ConfigError(
+            f"model.dropout={dropout} cannot apply to model arch {arch!r}: it has no hidden "
+            f"fully-connected layers (the paper's dropout sits on fc6/fc7). Use model.dropout=0."
+        )
+    if lrn and not any(conv.lrn for conv in spec.convs):
+        raise ConfigError(f"model.lrn=true cannot apply to model arch {arch!r}: it has no LRN.")
+    if groups == 2 and not any(conv.grouped for conv in spec.convs):
+        raise ConfigError(f"model.groups=2 cannot apply to model arch {arch!r}: no grouped convs.")
     if groups not in (1, 2):
         raise ConfigError(
             f"model.groups={groups}: use 2 (the paper's two towers) or 1 (one tower)."
@@ -261,6 +298,29 @@ def _check_args(arch, num_classes, activation, dropout, groups, init) -> Archite
     if int(num_classes) < 2:
         raise ConfigError(f"num_classes={num_classes}: a classifier needs at least 2 classes.")
     return ARCHITECTURES[arch]
+
+
+# The small family, whose widths are ours to choose; alexnet and alexnet_owt keep the
+# paper's and torchvision's (whose weights must load).
+WIDTH_SCALABLE = ("alexnet_small", "cifar_fig1")
+
+
+def scale_width(spec: Architecture, arch: str, width: float) -> Architecture:
+    """Every conv's channel count times `width` (model.width), rounded to an even number
+    so two towers still split it; the fc layers keep their widths."""
+    if float(width) == 1.0:
+        return spec
+    if arch not in WIDTH_SCALABLE:
+        raise ConfigError(
+            f"model.width={width} applies to the small family ({', '.join(WIDTH_SCALABLE)}); "
+            f"{arch} keeps its published widths. Drop model.width or use model=alexnet_small."
+        )
+    if not 0.0 < float(width) <= 4.0:
+        raise ConfigError(f"model.width={width}: use a multiplier in (0, 4], e.g. 0.5.")
+    convs = tuple(
+        replace(c, out_channels=max(2, 2 * round(c.out_channels * width / 2))) for c in spec.convs
+    )
+    return replace(spec, convs=convs)
 
 
 def count_parameters(module: nn.Module) -> int:

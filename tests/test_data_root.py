@@ -1,0 +1,77 @@
+"""`data.root=DIR` on its own means "my folder": the folder defaults, never the built-in
+slice's config, and the built-in tree is only ever written to its own place."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import compose_config, make_image_folder, run_entry_point
+from omegaconf import OmegaConf
+
+from alexnet_lab.data.builtin import fashion_mnist_mini
+from alexnet_lab.errors import DataError
+from alexnet_lab.runs import folder_data_for_given_root
+
+
+@pytest.mark.parametrize(
+    ("args", "added"),
+    [
+        (["data.root=/d"], True),
+        (["++data.root=/d", "seed=1"], True),
+        (["-m", "data.root=/a,/b"], True),
+        (["data=imagenet", "data.root=/d"], False),
+        (["experiment=imagenet_paper", "data.root=/d"], False),
+        (["resume=/runs/x", "data.root=/d"], False),
+        (["seed=1"], False),
+    ],
+)
+def test_a_root_without_a_data_choice_selects_the_folder_config(args, added):
+    argv = ["src/train.py", *args]
+    assert folder_data_for_given_root(argv) == (argv + ["data=folder"] if added else argv)
+
+
+def test_the_folder_config_is_what_a_root_alone_gets(tmp_path: Path):
+    argv = folder_data_for_given_root(["train.py", "data.root=/d"])
+    data = OmegaConf.to_container(compose_config(argv[1:], tmp_path).data, resolve=True)
+    assert data["_target_"] == "alexnet_lab.data.ImageFolderDataModule"
+    assert "prepare" not in data
+    assert data["mean"] == [0.485, 0.456, 0.406] and data["std"] == [0.229, 0.224, 0.225]
+    assert data["num_workers"] == 4
+
+
+def test_builtin_data_refuses_a_foreign_root_and_writes_nothing(tmp_path: Path):
+    foreign = tmp_path / "mistyped" / "dir"
+    with pytest.raises(DataError, match="data=folder"):
+        fashion_mnist_mini(foreign, home=tmp_path / "data" / "fashion-mnist-mini")
+    assert not (tmp_path / "mistyped").exists() and not (tmp_path / "data").exists()
+
+
+def test_train_on_a_root_alone_uses_that_folder(tmp_path: Path):
+    root = make_image_folder(tmp_path / "photos", per_class=4)
+    run_entry_point(
+        "train.py",
+        f"data.root={root}",
+        "data.num_workers=0",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "logger=csv",
+        "callbacks=none",
+        cwd=tmp_path,
+    )
+    (metrics,) = tmp_path.glob("outputs/train/runs/*/metrics.json")
+    saved = OmegaConf.load(metrics.parent / ".hydra" / "config.yaml")
+    assert json.loads(metrics.read_text())["status"] == "completed"
+    assert saved.data.root == str(root) and "prepare" not in saved.data
+    assert not (tmp_path / "data").exists()  # the built-in tree was not written anywhere
+
+
+def test_a_missing_root_is_one_error_and_creates_nothing(tmp_path: Path):
+    missing = tmp_path / "no" / "such" / "dir"
+    result = run_entry_point(
+        "train.py", f"data.root={missing}", "logger=csv", cwd=tmp_path, check=False
+    )
+    assert result.returncode == 1
+    assert f"data.root={missing} does not exist" in result.stdout + result.stderr
+    assert not (tmp_path / "no").exists() and not (tmp_path / "data").exists()
