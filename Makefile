@@ -35,12 +35,20 @@ format: ## ruff fix and format
 train: ## the main job: small AlexNet on the built-in Fashion-MNIST slice, CPU
 	$(PY) src/train.py
 
-report: ## rebuild every study's tables and figures from experiments/*/runs (see experiments/README.md)
-	$(PY) src/report.py
+# The study's scale: cpu (the CPU protocol, ~4 h on 2 cores) or gpu (all of Fashion-MNIST at
+# full width, and CIFAR-10 when its files are under data/). See experiments/README.md.
+STUDY_SCALE ?= cpu
+CIFAR10_FILES := $(wildcard data/cifar10/train data/downloads/cifar-10-batches-py)
 
-study: ## re-run every ablation study on CPU (about an hour), then make report
-	experiments/run_all.sh
-	$(PY) src/report.py
+report: ## rebuild the studies' tables, figures and claims table from their runs (STUDY_SCALE=cpu|gpu)
+	$(PY) src/report.py --scale $(STUDY_SCALE)
+	@if [ "$(STUDY_SCALE)" = gpu ]; then $(PY) src/report.py --scale gpu-cifar10; fi
+
+study: ## run every study, skipping recorded jobs, then make report (STUDY_SCALE=cpu|gpu)
+	STUDY_SCALE=$(STUDY_SCALE) experiments/run_all.sh
+	@if [ "$(STUDY_SCALE)" = gpu ] && [ -n "$(CIFAR10_FILES)" ]; then \
+		STUDY_SCALE=gpu-cifar10 experiments/run_all.sh; fi
+	$(MAKE) report STUDY_SCALE=$(STUDY_SCALE)
 
 bench: ## input pipeline, prepare, training loop and model steps as ratios (a few minutes)
 	$(PY) src/bench.py

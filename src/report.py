@@ -1,6 +1,13 @@
-"""Rebuild every study's tables and figures from the runs' outputs: `make report`."""
+"""Rebuild every study's tables, figures and the claims table from the runs: `make report`.
 
-from alexnet_lab.report import main
+    python src/report.py [--scale cpu|gpu|gpu-cifar10]
+
+The code is alexnet_lab.analysis (python -m alexnet_lab.analysis --help).
+"""
+
+import sys
+
+from alexnet_lab.analysis.cli import main
 
 if __name__ == "__main__":
-    main()
+    main([*sys.argv[1:], "report"])

@@ -1,30 +1,34 @@
-"""The ablation study's machinery: dataset converters, subsets, the report, the notebook.
+"""The ablation study's machinery: dataset converters, subsets, the held-out slice, the
+width multiplier, a study's run.sh, and the notebook.
 
-Converters are tested on small arrays written here (IDX files, a fake CIFAR-10),
-never on downloads or the Debian package; the report and the notebook on run
-folders written here and on a real two-job sweep of very short runs.
+Converters are tested on small arrays written here (IDX files, a fake CIFAR-10), never on
+downloads or the Debian package; run.sh and the notebook on a real sweep of very short
+runs on such a fake Fashion-MNIST. The report's own tests: tests/test_analysis_*.py.
 """
 
 from __future__ import annotations
 
 import gzip
-import json
+import os
 import shutil
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import nbformat
 import numpy as np
-import pandas as pd
 import pytest
-from conftest import REPO, compose_config, make_image_folder, run_entry_point
+import torch
+from conftest import REPO, compose_config, make_image_folder
 from hydra.utils import instantiate
 from nbclient import NotebookClient
 from torchvision.io import read_image
 
-from alexnet_lab import report
+from alexnet_lab.analysis import runs as records
 from alexnet_lab.data import converters
 from alexnet_lab.errors import ConfigError, DataError
+from alexnet_lab.models import AlexNet
 
 # ------------------------------------------------------------------ converters
 
@@ -159,184 +163,120 @@ def test_subset_datamodule_on_a_plain_folder(tmp_path: Path):
     assert (len(dm.train_set), len(dm.val_set)) == (6, 12)
 
 
-# ---------------------------------------------------------------------- report
+# ------------------------------------------------------------ held-out slice, order
 
 
-def fake_run(folder: Path, train_err, val_err, overrides: list[str], steps=10) -> Path:
-    """A job folder as a sweep leaves it: metrics.json and Lightning's CSV log."""
-    (folder / "csv").mkdir(parents=True)
-    rows = []
-    for epoch, (tr, va) in enumerate(zip(train_err, val_err, strict=True)):
-        step = (epoch + 1) * steps - 1
-        rows.append({"epoch": epoch, "step": step, "train/loss_step": 1.0})
-        rows.append(
-            {
-                "epoch": epoch,
-                "step": step,
-                "val/acc_top1": 1 - va,
-                "val/acc_top5": 1 - va / 2,
-                "val/loss": 0.5 + va,
-            }
+def test_split_holdout_takes_the_end_of_each_class_and_never_overlaps():
+    samples = [(f"{c}/{i}", c) for c in range(2) for i in range(6)]
+    train, holdout = converters.split_holdout(samples, 2, 3)
+    assert train == [("0/0", 0), ("0/1", 0), ("1/0", 1), ("1/1", 1)]
+    assert holdout == [(f"{c}/{i}", c) for c in range(2) for i in (3, 4, 5)]
+    train_all, _ = converters.split_holdout(samples, None, 3)
+    assert not set(train_all) & set(holdout) and len(train_all) == 6
+    with pytest.raises(ConfigError, match="too few"):
+        converters.split_holdout(samples, 4, 3)
+    with pytest.raises(ConfigError, match="holdout_per_class"):
+        converters.split_holdout(samples, 2, 0)
+
+
+def test_holdout_loader_and_seeded_training_order(tmp_path: Path):
+    root = make_image_folder(tmp_path / "tree", per_class=6)
+    kwargs = dict(root=str(root), crop_size=24, batch_size=4, num_workers=0)
+
+    def first_batches(seed: int) -> list[torch.Tensor]:
+        dm = converters.SubsetFolderDataModule(
+            train_per_class=3, holdout_per_class=2, shuffle_seed=seed, **kwargs
         )
-        rows.append(
-            {"epoch": epoch, "step": step, "train/acc_top1": 1 - tr, "train/loss_epoch": tr}
-        )
-    pd.DataFrame(rows).to_csv(folder / "csv" / "metrics.csv", index=False)
-    summary = {
-        "status": "completed",
-        "overrides": overrides,
-        "wall_s": 10.0,
-        "epochs": len(train_err),
-        "global_step": len(train_err) * steps,
-    }
-    (folder / "metrics.json").write_text(json.dumps(summary))
-    return folder
+        dm.setup("fit")
+        torch.manual_seed(seed + 100)  # the global RNG must not decide the order
+        return [targets for _, targets in dm.train_dataloader()]
+
+    dm = converters.SubsetFolderDataModule(train_per_class=3, holdout_per_class=2, **kwargs)
+    dm.setup("fit")
+    assert (len(dm.train_set), len(dm.holdout_set), len(dm.val_set)) == (9, 6, 18)
+    train_files = {path for path, _ in dm.train_set.samples}
+    assert not train_files & {path for path, _ in dm.holdout_set.samples}
+    val, holdout = dm.val_dataloader()
+    assert len(holdout.dataset) == 6 and dm.val_loader_names == ["val", "holdout"]
+    assert len(dm.test_dataloader().dataset) == 18  # evaluation scores val only
+    same = [torch.equal(a, b) for a, b in zip(first_batches(1), first_batches(1), strict=True)]
+    assert all(same)
+    different = first_batches(2)
+    assert not all(torch.equal(a, b) for a, b in zip(first_batches(1), different, strict=True))
 
 
-def test_read_history_merges_lightning_rows_per_epoch(tmp_path: Path):
-    run = fake_run(tmp_path / "r", [0.5, 0.2], [0.6, 0.3], ["seed=0"])
-    history = report.read_history(run / "csv" / "metrics.csv")
-    assert history["epoch"].tolist() == [1, 2]
-    np.testing.assert_allclose(history["train_err"], [0.5, 0.2])
-    np.testing.assert_allclose(history["val_err"], [0.6, 0.3])
-    assert report.epochs_to(history, "train_err", 0.25) == 2
-    assert np.isnan(report.epochs_to(history, "train_err", 0.1))
-
-
-def test_statistics_helpers():
-    assert report.mean_std(pd.Series([0.1, 0.3]), scale=100) == "20.0 ± 14.1"
-    assert report.mean_std(pd.Series([2.0, np.nan])) == "2.0 (1/2 reached)"
-    assert report.mean_std(pd.Series([np.nan])) == "not reached"
-    delta, se = report.difference(pd.Series([0.1, 0.1]), pd.Series([0.3, 0.3]))
-    assert (round(delta, 6), se) == (0.2, 0.0)
-    assert report._verdict(0.02, 0.001, True) == "holds (off is worse)"
-    assert report._verdict(-0.02, 0.001, True) == "reversed (off is better)"
-    assert report._verdict(0.02, 0.02, True) == "no difference resolved"
-
-
-def write_fake_studies(experiments: Path) -> None:
-    """Claim 1's grid and seeds, a baseline and a dropout arm, with known curves."""
-    curves = {  # (activation, lr): training error per epoch
-        ("relu", 0.01): [0.40, 0.20, 0.12, 0.08],
-        ("relu", 0.1): [0.90, 0.90, 0.90, 0.90],
-        ("tanh", 0.01): [0.60, 0.40, 0.30, 0.20],
-        ("tanh", 0.1): [0.50, 0.30, 0.14, 0.09],
-    }
-    for i, ((act, lr), errs) in enumerate(curves.items()):
-        fake_run(
-            experiments / "relu_vs_tanh/runs/grid" / str(i),
-            errs,
-            errs,
-            [f"model.activation={act}", "model.init=default", f"optimizer.lr={lr}", "seed=0"],
-        )
-    for act, lr, errs in (
-        ("relu", 0.01, [0.35, 0.2, 0.1, 0.05]),
-        ("tanh", 0.1, [0.5, 0.3, 0.2, 0.1]),
-    ):
-        fake_run(
-            experiments / f"relu_vs_tanh/runs/seeds/{act}/0",
-            errs,
-            errs,
-            [f"model.activation={act}", "model.init=default", f"optimizer.lr={lr}", "seed=1"],
-        )
-    for seed in range(3):
-        fake_run(
-            experiments / f"baseline/runs/{seed}",
-            [0.5, 0.3, 0.2],
-            [0.4, 0.3, 0.25],
-            [f"seed={seed}"],
-        )
-        fake_run(
-            experiments / f"dropout/runs/no_dropout/{seed}",
-            [0.3, 0.1, 0.02],
-            [0.35, 0.32, 0.34 + seed / 100],
-            ["model.dropout=0", f"seed={seed}"],
-        )
-
-
-def test_report_writes_tables_figures_and_the_claims_table(tmp_path: Path):
-    experiments = tmp_path / "experiments"
-    write_fake_studies(experiments)
-    (experiments / "README.md").write_text(
-        "# Claims\n<!-- claims:start -->\nSTALE\n<!-- claims:end -->\nkept\n"
-    )
-    (experiments / "dropout/README.md").write_text(
-        "intro\n<!-- results:start -->\n<!-- results:end -->\n**Verdict:** holds, judged.\n"
-    )
-
-    assert report.seed_commands(experiments / "relu_vs_tanh") == [
-        "model.activation=relu model.init=default optimizer.lr=0.01",
-        "model.activation=tanh model.init=default optimizer.lr=0.1",
+def test_width_scales_the_small_family_and_refuses_the_others():
+    half = AlexNet("alexnet_small", num_classes=10, width=0.5)
+    convs = [m.out_channels for m in half.features if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [16, 32, 48, 48, 32]
+    assert half(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    fig1 = AlexNet("cifar_fig1", num_classes=10, width=0.5, lrn=False, dropout=0, groups=1)
+    assert [m.out_channels for m in fig1.features if isinstance(m, torch.nn.Conv2d)] == [
+        32,
+        32,
+        16,
+        16,
     ]
-    rows = {r["claim"]: r for r in report.report_all(experiments)}
-
-    fig1 = (experiments / "relu_vs_tanh/results.md").read_text()
-    # At the tuned lrs, relu reaches 25% at epoch 2 with both seeds, tanh at 3; to 15%
-    # relu needs 3 and 3 epochs, tanh 3 and 4.
-    assert "| 4 epochs | default | relu | 0.01 | 2 | 2.0 ± 0.0 | 3.0 ± 0.0 |" in fig1
-    assert "| 4 epochs | default | tanh | 0.1 | 2 | 3.0 ± 0.0 | 3.5 ± 0.7 |" in fig1
-    assert "| 4 epochs | default | 1.5 | 1.2 |" in fig1  # 3 / 2 and 3.5 / 3 epochs
-    for png in (
-        "relu_vs_tanh/fig1_train_error.png",
-        "relu_vs_tanh/lr_grid.png",
-        "dropout/curves.png",
-    ):
-        assert (experiments / png).stat().st_size > 1000
-
-    dropout = (experiments / "dropout/results.md").read_text()
-    assert "| dropout 0 | 3 | — | 35.0 ± 1.0 |" in dropout  # final val error: 34, 35, 36
-    assert "holds (off is worse)" in dropout
-    assert "| dropout 0 | 3 | — | 35.0" in (experiments / "dropout/README.md").read_text()
-
-    claims = (experiments / "README.md").read_text()
-    assert "STALE" not in claims and claims.endswith("kept\n")
-    assert "not run here" in claims  # LRN, overlap, towers: no runs in this fake tree
-    assert rows["4. Dropout"]["seeds"] == 3
-    assert rows["4. Dropout"]["verdict"] == "holds, judged."  # the README's own words
+    with pytest.raises(ConfigError, match="small family"):
+        AlexNet("alexnet", width=0.5)
+    with pytest.raises(ConfigError, match="multiplier"):
+        AlexNet("alexnet_small", width=0)
 
 
-# ------------------------------------------------- notebook on a real tiny sweep
+# ------------------------------------------------ run.sh and notebook on real runs
 
 
 @pytest.fixture(scope="module")
-def tiny_sweep(tmp_path_factory) -> Path:
-    """Two very short real jobs (relu, tanh) with CSV logs, as a study sweep leaves them."""
-    cwd = tmp_path_factory.mktemp("sweep")
-    sweep = cwd / "sweep"
-    run_entry_point(
-        "train.py",
-        "-m",
-        "data=synthetic",
-        "data.train_size=64",
-        "data.val_size=32",
-        "data.batch_size=16",
-        "model.activation=relu,tanh",
-        "trainer.max_epochs=2",
-        "logger=csv",
-        "callbacks=none",
-        "seed=0",
-        f"hydra.sweep.dir={sweep}",
-        cwd=cwd,
+def study_records(tmp_path_factory) -> Path:
+    """experiments/dropout/run.sh as a user runs it, on a fake Fashion-MNIST, two seeds of
+    two epochs (with a held-out slice), then once more: the second run must skip both."""
+    work = tmp_path_factory.mktemp("study")
+    fake_fashion_source(work / "idx", n_train=60, n_test=20)
+    experiments = work / "experiments"
+    tiny = (
+        f"paths.data_dir={work / 'data'} data.prepare.source={work / 'idx'} "
+        "data.train_per_class=3 data.holdout_per_class=2 data.val_per_class=null "
+        "trainer.max_epochs=2 trainer.check_val_every_n_epoch=1 data.batch_size=10"
     )
-    return sweep
+    script = REPO / "experiments" / "dropout" / "run.sh"
+    env = {
+        **os.environ,
+        "EXPERIMENTS": str(experiments),
+        "SEEDS": "0,1",
+        "PY": sys.executable,
+        "STUDY_EXTRA": tiny,
+    }
+    for _ in range(2):
+        result = subprocess.run(
+            ["bash", str(script)], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "every seed has its record, skipped" in result.stdout
+    return experiments / "dropout" / "runs" / "no_dropout"
 
 
-def test_report_reads_a_real_sweep(tiny_sweep: Path):
-    runs, failed = report.load_runs(tiny_sweep)
-    assert not failed
-    assert sorted(r.config["model.activation"] for r in runs) == ["relu", "tanh"]
+def test_run_sh_leaves_compact_records_and_the_report_reads_them(study_records: Path):
+    runs, failed = records.load_runs(study_records)
+    assert not failed and sorted(r.seed for r in runs) == [0, 1]
     for run in runs:
-        assert run.history["epoch"].tolist() == [1, 2]
-        assert run.history[["train_err", "val_err"]].notna().all().all()
-        assert run.steps_per_epoch == 4  # 64 images / batch 16
+        assert run.path.name == f"seed_{run.seed}"
+        assert (run.path / "history.csv").is_file()
+        assert run.summary["data/train_images"] == 30  # 3 per class
+        assert run.summary["data/holdout_images"] == 20
+        assert run.summary["data/val_images"] == 20
+        assert run.config["model.dropout"] == 0 and run.config["model.width"] == 0.5
+        assert run.history.columns.tolist() == records.HISTORY_COLUMNS
+        assert run.history[["train_acc", "val_acc", "holdout_acc"]].notna().all().all()
 
 
-def test_analysis_notebook_runs_headless_on_a_sweep(tiny_sweep: Path, tmp_path: Path, monkeypatch):
+def test_analysis_notebook_runs_headless_on_a_sweep(
+    study_records: Path, tmp_path: Path, monkeypatch
+):
     source = REPO / "notebooks" / "analysis.ipynb"
     notebook = nbformat.read(source, as_version=4)
     # Outputs are stripped in git: the committed notebook is code only.
     assert all(not c.get("outputs") for c in notebook.cells if c.cell_type == "code")
-    monkeypatch.setenv("ALEXNET_SWEEP", str(tiny_sweep))
+    monkeypatch.setenv("ALEXNET_SWEEP", str(study_records))
     monkeypatch.setenv("ALEXNET_FIGURES", str(tmp_path))
     shutil.copy(source, tmp_path / "analysis.ipynb")
     NotebookClient(
@@ -351,5 +291,5 @@ def test_analysis_notebook_runs_headless_on_a_sweep(tiny_sweep: Path, tmp_path: 
         if c.cell_type == "code"
         for o in c.outputs
     )
-    assert "model.activation" in text and "relu" in text and "tanh" in text
+    assert "2 completed runs, 0 failed" in text and "val_err" in text
     assert (tmp_path / "sweep_curves.png").stat().st_size > 1000

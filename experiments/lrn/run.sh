@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
-# Claim 2: local response normalisation after conv1/conv2 vs none (reference: experiments/baseline).
-# Run from anywhere; writes under experiments/lrn/runs/ (git-ignored). Then: make report.
+# Claim 2: local response normalisation after conv1/conv2 vs none, in two nets at both
+# input scales. Jobs with a completed record are skipped (experiments/lib.sh).
+#   run.sh small   the small AlexNet (reference at unit scale: experiments/baseline)
+#   run.sh fig1    the four-layer net at claim 1's tuned ReLU lr (run relu_vs_tanh first)
+#   run.sh         both
 set -euo pipefail
 cd "$(dirname "$0")/../.."  # the repository root
-PY=${PY:-.venv/bin/python}
-EXPERIMENTS=${EXPERIMENTS:-experiments}
-# One intra-op thread: on a few shared cores, two threads spin-wait and halve throughput.
-export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} WANDB_MODE=${WANDB_MODE:-disabled}
-nice -n 10 $PY src/train.py -m experiment=study_small model.lrn=false seed=0,1,2 \
-  hydra.sweep.dir=$EXPERIMENTS/lrn/runs/no_lrn
+source experiments/lib.sh
+PARTS=${1:-small fig1}
+
+if [[ $PARTS == *small* ]]; then
+  PRESET=study_small
+  run_arm lrn small_unit/no_lrn model.lrn=false
+  for lrn in true false; do
+    name=$([ $lrn = true ] && echo lrn || echo no_lrn)
+    run_arm lrn "small_paper/$name" model.lrn=$lrn model.init=paper data.input_scale=paper
+  done
+fi
+if [[ $PARTS == *fig1* ]]; then
+  PRESET=study_fig1
+  # Validation (and the held-out slice) every 2 epochs: the verdict reads val error at
+  # the epoch the held-out slice picks.
+  for condition in default-init_unit-scale paper-init_paper-scale; do
+    lr=$("$PY" -m alexnet_lab.analysis --experiments "$EXPERIMENTS" --scale "$STUDY_SCALE" \
+      tuned-lr "$condition" relu)
+    init=${condition%%-init_*} scale=${condition#*-init_} scale=${scale%-scale}
+    for lrn in true false; do
+      name=$([ $lrn = true ] && echo lrn || echo no_lrn)
+      run_arm lrn "fig1_$scale/$name" model.lrn=$lrn "model.init=$init" \
+        "data.input_scale=$scale" "$lr" trainer.check_val_every_n_epoch=2
+    done
+  done
+fi
+finish

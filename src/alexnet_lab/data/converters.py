@@ -14,10 +14,12 @@ import logging
 from pathlib import Path
 
 import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
 
 from alexnet_lab.data.builtin import write_image_folder
 from alexnet_lab.data.datamodule import ImageFolderDataModule
-from alexnet_lab.data.folders import ImageFolderDataset
+from alexnet_lab.data.transforms import EvalTransform
 from alexnet_lab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -143,20 +145,107 @@ def first_per_class(samples: list[tuple[str, int]], per_class: int | None) -> li
     return kept
 
 
+def split_holdout(
+    samples: list[tuple[str, int]], train_per_class: int | None, holdout_per_class: int
+) -> tuple[list[tuple], list[tuple]]:
+    """(training samples, held-out samples): the last `holdout_per_class` images of each
+    class are held out, the training subset is the first `train_per_class` of the rest,
+    so the two never share an image and both stay nested as the sizes grow."""
+    if holdout_per_class < 1:
+        raise ConfigError(
+            f"data.holdout_per_class={holdout_per_class}: use a positive number, or null for "
+            f"no held-out slice."
+        )
+    by_class: dict[int, list[tuple]] = {}
+    for sample in samples:
+        by_class.setdefault(sample[1], []).append(sample)
+    train, holdout = [], []
+    for label, members in by_class.items():
+        wanted = holdout_per_class + (train_per_class or 1)
+        if len(members) < wanted:
+            raise ConfigError(
+                f"Class {label} has {len(members)} training images: too few for "
+                f"data.holdout_per_class={holdout_per_class} held out plus "
+                f"data.train_per_class={train_per_class} to train on. Lower one of them."
+            )
+        holdout += members[-holdout_per_class:]
+        train += members[:-holdout_per_class]
+    return first_per_class(train, train_per_class), holdout
+
+
 class SubsetFolderDataModule(ImageFolderDataModule):
     """An image-folder tree of which only the first N images per class are used.
 
     CPU studies train on class-balanced subsets (data.train_per_class /
     data.val_per_class) of one converted tree; null uses every image.
+
+    holdout_per_class: the last N training images of each class, never trained on,
+    scored every epoch as a second validation set (logged as holdout/*). Studies pick a
+    "best epoch" on it, never on the val split whose numbers they report.
+    shuffle_seed: the training order's own RNG, so runs with the same seed see the same
+    batches whatever else (dropout, augmentation) draws from the global RNG.
     """
 
     def __init__(
-        self, train_per_class: int | None = None, val_per_class: int | None = None, **kwargs
+        self,
+        train_per_class: int | None = None,
+        val_per_class: int | None = None,
+        holdout_per_class: int | None = None,
+        shuffle_seed: int | None = None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.per_class = {"train": train_per_class, "val": val_per_class}
+        self.holdout_per_class = holdout_per_class
+        self.shuffle_seed = shuffle_seed
+        self.holdout_set: Dataset | None = None
 
-    def _split(self, split: str, transform) -> ImageFolderDataset:
+    def _split(self, split: str, transform) -> Dataset:
         dataset = super()._split(split, transform)
-        dataset.samples = first_per_class(dataset.samples, self.per_class.get(split))
+        if split == "train" and self.holdout_per_class is not None:
+            dataset.samples, _ = split_holdout(
+                dataset.samples, self.per_class["train"], self.holdout_per_class
+            )
+        else:
+            dataset.samples = first_per_class(dataset.samples, self.per_class.get(split))
         return dataset
+
+    def setup(self, stage: str | None = None) -> None:
+        super().setup(stage)
+        if self.holdout_per_class is not None and self.holdout_set is None:
+            eval_transform = EvalTransform(self.resize_size, self.crop_size, self.ten_crop)
+            holdout = super()._split("train", eval_transform)
+            _, holdout.samples = split_holdout(
+                holdout.samples, self.per_class["train"], self.holdout_per_class
+            )
+            self.holdout_set = holdout
+
+    @property
+    def val_loader_names(self) -> list[str]:
+        """Metric prefix of each validation dataloader, in order (the module logs with it)."""
+        return ["val", "holdout"] if self.holdout_per_class is not None else ["val"]
+
+    def train_dataloader(self) -> DataLoader:
+        loader = super().train_dataloader()
+        if self.shuffle_seed is None:
+            return loader
+        generator = torch.Generator().manual_seed(int(self.shuffle_seed))
+        return DataLoader(
+            loader.dataset,
+            batch_size=loader.batch_size,
+            shuffle=True,
+            generator=generator,
+            num_workers=loader.num_workers,
+            pin_memory=loader.pin_memory,
+            persistent_workers=loader.persistent_workers,
+            collate_fn=loader.collate_fn,
+        )
+
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        val = super().val_dataloader()
+        if self.holdout_set is None:
+            return val
+        return [val, self._loader(self.holdout_set, shuffle=False)]
+
+    def test_dataloader(self) -> DataLoader:
+        return super().val_dataloader()  # evaluation scores the val split only

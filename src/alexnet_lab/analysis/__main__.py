@@ -1,0 +1,4 @@
+from alexnet_lab.analysis.cli import main
+
+if __name__ == "__main__":
+    main()

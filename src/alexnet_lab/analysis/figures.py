@@ -1,0 +1,105 @@
+"""The studies' figures, drawn the same way everywhere and written reproducibly: the same
+runs give the same PNG bytes (no software/date metadata), so `make report` on a clone
+leaves `git status` clean."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report runs in make, CI and tests
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from alexnet_lab.analysis.runs import Run  # noqa: E402
+from alexnet_lab.analysis.stats import Paired  # noqa: E402
+
+DPI = 100
+# No library version or timestamp in the file: only what is drawn decides its bytes.
+PNG_METADATA = {"Software": None}
+STYLE = {
+    "font.size": 9,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "svg.hashsalt": "alexnet-lab",
+}
+
+
+def figure(ncols: int, nrows: int = 1, width: float = 4.2, height: float = 3.4, **kw):
+    with plt.rc_context(STYLE):
+        return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+
+
+def title(fig, text: str) -> None:
+    """A figure title wrapped to the figure's width."""
+    chars = int(fig.get_figwidth() * 13)
+    fig.suptitle(textwrap.fill(text, chars), fontsize=9)
+
+
+def save(fig, path: Path) -> None:
+    with plt.rc_context(STYLE):
+        fig.tight_layout()
+        fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
+    plt.close(fig)
+
+
+def curve(ax, runs: Sequence[Run], column: str, label: str, **style) -> None:
+    """Mean over seeds with a ± 1 SD band (the report's one spread convention), over the
+    epochs where the column was logged; accuracies are drawn as error in %."""
+    if not runs:
+        return
+    length = min(r.epochs for r in runs)
+    if length == 0:
+        return
+    values = np.stack([r.history[column].to_numpy(dtype=float)[:length] for r in runs])
+    if column.endswith("acc"):
+        values = (1.0 - values) * 100
+    epochs = runs[0].history["epoch"].to_numpy()[:length]
+    logged = ~np.isnan(values).any(0)
+    if not logged.any():
+        return
+    values, epochs = values[:, logged], epochs[logged]
+    mean = values.mean(0)
+    marker = "o" if logged.sum() == 1 else None
+    line = ax.plot(epochs, mean, label=f"{label} (n={len(runs)})", marker=marker, **style)[0]
+    if len(runs) > 1:
+        sd = values.std(0, ddof=1)
+        ax.fill_between(epochs, mean - sd, mean + sd, color=line.get_color(), alpha=0.15)
+
+
+def paired_panel(
+    ax, paired: Paired, paper_effect: float, title: str, scale: float = 100.0, log: bool = False
+) -> None:
+    """Every seed's difference as a dot, the mean with its 95% interval as a bar, 0 and the
+    paper's effect as lines. log: the values are log ratios, drawn as ratios."""
+    convert = np.exp if log else (lambda v: np.asarray(v) * scale)
+    if paired.n:
+        jitter = np.linspace(-0.08, 0.08, paired.n)
+        ax.scatter(jitter, convert(np.array(paired.differences)), s=18, color="C0", zorder=3)
+    if paired.n >= 2:
+        mean, low, high = (float(convert(v)) for v in (paired.mean, paired.low, paired.high))
+        ax.errorbar(
+            [0.25], [mean], yerr=[[mean - low], [high - mean]], fmt="s", color="black", capsize=4
+        )
+    ax.axhline(float(convert(0.0)), color="grey", linewidth=0.8)
+    ax.axhline(float(convert(paper_effect)), color="C3", linestyle="--", linewidth=0.8)
+    ax.text(0.4, float(convert(paper_effect)), " paper", color="C3", va="center", fontsize=8)
+    if log:
+        ax.set_yscale("log")
+    ax.set_xlim(-0.3, 0.6)
+    ax.set_xticks([])
+    ax.set_title(title, fontsize=8)
+
+
+def empty(ax, text: str) -> None:
+    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=8)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def finite_or_nan(values: Sequence[float]) -> list[float]:
+    return [v if math.isfinite(v) else math.nan for v in values]
