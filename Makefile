@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help install test test-slow test-all lint format train report study bench bench-quick clean
+.PHONY: help install test test-slow test-all lint format train report study recipe-check bench bench-quick gpu-check clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
@@ -12,8 +12,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 
-install: $(PY) ## create .venv and install the project (editable) with its dev and export tools
-	$(PY) -m pip install -e '.[dev,export]'
+install: $(PY) ## create .venv and install the project (editable) with its dev, export, stream and dashboard tools
+	$(PY) -m pip install -e '.[dev,export,stream,dashboards]'
 
 test: ## the test suite: offline, CPU only (slow tests excluded)
 	WANDB_MODE=offline $(PY) -m pytest
@@ -50,11 +50,17 @@ study: ## run every study, skipping recorded jobs, then make report (STUDY_SCALE
 		STUDY_SCALE=gpu-cifar10 experiments/run_all.sh; fi
 	$(MAKE) report STUDY_SCALE=$(STUDY_SCALE)
 
+recipe-check: ## do the presets leave chance on real images? table of init x input scale (~15 min, CPU)
+	$(PY) src/recipe_check.py
+
 bench: ## input pipeline, prepare, training loop and model steps as ratios (a few minutes)
 	$(PY) src/bench.py
 
 bench-quick: ## every benchmark at toy sizes, well under a minute (the tests run it)
 	$(PY) src/bench.py --quick
+
+gpu-check: ## on a CUDA GPU: every GPU path run and measured, one table (< 5 min); else one line
+	$(PY) src/gpu_check.py
 
 clean: ## remove run outputs and caches (not .venv, not data/)
 	rm -rf outputs multirun wandb .pytest_cache .ruff_cache

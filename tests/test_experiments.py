@@ -179,7 +179,8 @@ def test_sweep_gives_one_named_grouped_wandb_run_per_job_and_survives_a_failure(
     assert result.returncode == 1, "every job ran, but the sweep reports its failures"
     assert "Jobs not completed: 1, 3" in result.stdout + result.stderr
     (sweep,) = (tmp_path / "outputs" / "train" / "multiruns").iterdir()
-    jobs = sorted((p for p in sweep.iterdir() if p.is_dir()), key=lambda p: int(p.name))
+    # Job folders only (the sweep's W&B summary run is in .summary_run/).
+    jobs = sorted((p for p in sweep.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     assert [j.name for j in jobs] == ["0", "1", "2", "3"]
     metrics = {j.name: json.loads((j / "metrics.json").read_text()) for j in jobs}
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch import Callback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torchmetrics.classification import MulticlassConfusionMatrix
+from torchvision.utils import make_grid
 
 
 class ImagesPerSecond(Callback):
@@ -45,8 +47,11 @@ class ImagesPerSecond(Callback):
 
 
 class ValidationPredictions(Callback):
-    """W&B only: a grid of validation images captioned `pred / true`, and the
-    validation confusion matrix when there are at most `max_classes` classes.
+    """W&B and TensorBoard: validation images captioned `pred / true`, and the validation
+    confusion matrix when there are at most `max_classes` classes. W&B gets captioned
+    images and its confusion-matrix chart; TensorBoard the same names: an image grid with
+    its captions as text, and the matrix as a row-normalised heat map with its counts as
+    a text table.
 
     Reads the scores validation_step returns, so nothing is computed twice. The
     confusion matrix is a torchmetrics metric: under DDP it sums every rank's part.
@@ -62,7 +67,7 @@ class ValidationPredictions(Callback):
     def _active(self, trainer: L.Trainer) -> bool:
         return (
             not trainer.sanity_checking
-            and any(isinstance(lg, WandbLogger) for lg in trainer.loggers)
+            and any(isinstance(lg, (WandbLogger, TensorBoardLogger)) for lg in trainer.loggers)
             and (trainer.current_epoch + 1) % self.every_n_epochs == 0
         )
 
@@ -102,20 +107,52 @@ class ValidationPredictions(Callback):
         matrix = self.confmat.compute().cpu() if self.confmat is not None else None
         if not trainer.is_global_zero:
             return
-        import wandb
-
         names = self._class_names(pl_module)
-        logged: dict[str, Any] = {}
-        if self._samples:
-            logged["val/predictions"] = [
-                wandb.Image(_to_uint8(image), caption=f"pred {names[p]} / true {names[t]}")
-                for image, p, t in self._samples
-            ]
-        if matrix is not None:
-            logged["val/confusion_matrix"] = _confusion_matrix_plot(wandb, matrix, names)
+        captions = [f"pred {names[p]} / true {names[t]}" for _, p, t in self._samples]
+        images = [_to_uint8(image) for image, _, _ in self._samples]
+        step = trainer.global_step  # the x-axis of Lightning's scalars in both
         for logger in trainer.loggers:
-            if isinstance(logger, WandbLogger) and logged:
-                logger.log_metrics(logged, step=trainer.global_step)
+            if isinstance(logger, WandbLogger):
+                _log_wandb(logger, images, captions, matrix, names, step)
+            elif isinstance(logger, TensorBoardLogger):
+                _log_tensorboard(logger.experiment, images, captions, matrix, names, step)
+
+
+def _log_wandb(logger: WandbLogger, images, captions, matrix, names, step: int) -> None:
+    import wandb
+
+    logged: dict[str, Any] = {}
+    if images:
+        logged["val/predictions"] = [
+            wandb.Image(image, caption=caption)
+            for image, caption in zip(images, captions, strict=True)
+        ]
+    if matrix is not None:
+        logged["val/confusion_matrix"] = _confusion_matrix_plot(wandb, matrix, names)
+    if logged:
+        logger.log_metrics(logged, step=step)
+
+
+def _log_tensorboard(writer: Any, images, captions, matrix, names, step: int) -> None:
+    if images:
+        chw = torch.stack([torch.from_numpy(image).permute(2, 0, 1) for image in images])
+        grid = make_grid(chw.float() / 255, nrow=math.ceil(math.sqrt(len(images))))
+        writer.add_image("val/predictions", grid, step)
+        writer.add_text(
+            "val/predictions", "\n".join(f"{i}. {c}" for i, c in enumerate(captions)), step
+        )
+    if matrix is not None:
+        rows = matrix.float() / matrix.sum(1, keepdim=True).clamp_min(1)
+        cell = max(1, 256 // len(names))  # a few hundred pixels across, whatever the classes
+        heat = rows.repeat_interleave(cell, 0).repeat_interleave(cell, 1)
+        writer.add_image("val/confusion_matrix", heat.unsqueeze(0), step)  # rows: true class
+        header = "| true \\ predicted | " + " | ".join(names) + " |"
+        lines = [header, "|---" * (len(names) + 1) + "|"]
+        lines += [
+            f"| {name} | " + " | ".join(str(int(v)) for v in row) + " |"
+            for name, row in zip(names, matrix, strict=True)
+        ]
+        writer.add_text("val/confusion_matrix", "\n".join(lines), step)
 
 
 def _to_uint8(image: torch.Tensor) -> Any:

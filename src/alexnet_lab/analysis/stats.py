@@ -1,6 +1,7 @@
 """The study's statistics: paired differences, their 95% t-interval, the minimum detectable
 effect, the verdict rule and censored thresholds. Written once here and stated in
-experiments/README.md; every table and figure uses these functions.
+experiments/README.md; every table and figure uses these functions, and so does every
+sweep's seed aggregate (alexnet_lab.analysis.aggregate: an arm's mean with its t-interval).
 
 Spread convention (one for every table and figure): an arm's value over seeds is its mean
 ± the sample standard deviation (n - 1); a figure's band is the same ± 1 SD; a
@@ -25,6 +26,31 @@ REPRODUCED = "reproduced"
 REVERSED = "reversed"
 INCONCLUSIVE = "inconclusive"
 NO_EFFECT = "no effect at this resolution"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over n values with its t-interval (NaN bounds with fewer than two)."""
+
+    n: int
+    mean: float
+    sd: float
+    low: float
+    high: float
+
+
+def mean_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """mean ± t(n-1) · sd / sqrt(n) of the values that are not NaN."""
+    kept = np.array([v for v in values if not math.isnan(v)], dtype=float)
+    n = len(kept)
+    if n == 0:
+        return Interval(0, math.nan, math.nan, math.nan, math.nan)
+    mean = float(kept.mean())
+    if n < 2:
+        return Interval(1, mean, math.nan, math.nan, math.nan)
+    sd = float(kept.std(ddof=1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return Interval(n, mean, sd, mean - half, mean + half)
 
 
 @dataclass(frozen=True)
@@ -56,16 +82,9 @@ def paired_difference(
             if not (math.isnan(reference[s]) or math.isnan(variant[s]))
         )
     )
-    diffs = np.array([variant[s] - reference[s] for s in seeds], dtype=float)
-    n = len(diffs)
-    if n == 0:
-        return Paired(0, math.nan, math.nan, math.nan, math.nan, (), ())
-    mean = float(diffs.mean())
-    if n < 2:
-        return Paired(1, mean, math.nan, math.nan, math.nan, tuple(diffs), seeds)
-    sd = float(diffs.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
-    return Paired(n, mean, sd, mean - half, mean + half, tuple(diffs.tolist()), seeds)
+    diffs = [float(variant[s] - reference[s]) for s in seeds]
+    i = mean_interval(diffs, confidence)
+    return Paired(i.n, i.mean, i.sd, i.low, i.high, tuple(diffs), seeds)
 
 
 def detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:

@@ -1,0 +1,1 @@
+"""Hyper-parameter search with Optuna (src/tune.py): see study.py."""
