@@ -34,6 +34,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
+from alexnet_lab.bench_stream import bench_stream_vs_folder, format_stream_lines
 from alexnet_lab.data import ImageFolderDataModule
 from alexnet_lab.data.prepare import prepare_tree
 from alexnet_lab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, read_image_rgb
@@ -45,6 +46,7 @@ TARGETS = {
     "pipeline_vs_decode_only": 0.7,
     "prepared_speedup_vs_torchvision": 5.0,
     "loop_vs_raw_pytorch": 0.97,
+    "stream_vs_folder": 1.0,  # LitData shards / folder tree, same images (bench_stream.py)
 }
 INPUT_SIZES = {"alexnet": 224, "alexnet_owt": 224, "alexnet_small": 32}
 
@@ -610,12 +612,16 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
     results["prepare"] = bench_prepare(root, prepared)
     log("input pipeline ...")
     results["pipeline"] = bench_pipeline(cfg, root, prepared)
+    log("shards vs folder ...")
+    shards = data_dir / f"{prepared.name}-shards"
+    results["stream"] = bench_stream_vs_folder(prepared, shards, cfg.batch_size, cfg.repeats)
     log("training loop ...")
     results["loop"] = bench_loop(cfg)
     log(f"model steps ({len(cfg.models)} cases) ...")
     results["models"] = bench_models(cfg)
     for key in TARGETS:
-        source = results["loop"] if key == "loop_vs_raw_pytorch" else results["pipeline"]
+        sources = {"loop_vs_raw_pytorch": results["loop"], "stream_vs_folder": results["stream"]}
+        source = sources.get(key, results["pipeline"])
         results[key] = round(source[key], 3)
     results["targets"] = TARGETS
     results["machine"] = machine_info(cfg.device)
@@ -647,6 +653,7 @@ def format_table(results: dict[str, Any]) -> str:
         lines.append(f"  {name:20s} {rate:8.1f}" + (f"   +norm {extra:8.1f}" if extra else ""))
     if "gpu_decode_images_per_s" in pipe:
         lines.append(f"  {'gpu_decode (cuda)':20s} {pipe['gpu_decode_images_per_s']:8.1f}")
+    lines += format_stream_lines(results["stream"])
     p = results["prepare"]
     lines += [
         "",

@@ -185,11 +185,35 @@ def prepare_tree(
     }
 
 
+FORMATS = ("folder", "litdata")
+
+
 def prepare(cfg: DictConfig) -> dict[str, Any]:
-    """The `src/prepare.py` task."""
+    """The `src/prepare.py` task: a JPEG tree (format=folder), or that tree under DST/jpeg
+    packed into LitData shards in DST (format=litdata, see alexnet_lab.data.shards)."""
+    fmt = cfg.get("format", "folder")
+    if fmt not in FORMATS:
+        raise ConfigError(f"format={fmt!r}: use one of {', '.join(FORMATS)}.")
+    tree = cfg.dst
+    if fmt == "litdata":
+        from alexnet_lab.data.shards import TREE_DIR, import_litdata, is_url
+
+        import_litdata()  # before converting anything: the clear error if it is missing
+        if is_url(cfg.dst):
+            raise ConfigError(
+                f"dst={cfg.dst}: prepare writes to a local folder. Prepare there, then upload "
+                f"the folder (e.g. `aws s3 sync OUT s3://bucket/imagenet --exclude 'jpeg/*'`) "
+                f"and train with data=stream data.root=s3://bucket/imagenet."
+            )
+        tree = str(Path(cfg.dst).expanduser() / TREE_DIR)
     summary = prepare_tree(
-        cfg.src, cfg.dst, cfg.mode, cfg.size, cfg.quality, cfg.workers, cfg.progress
+        cfg.src, tree, cfg.mode, cfg.size, cfg.quality, cfg.workers, cfg.progress
     )
+    if fmt == "litdata":
+        from alexnet_lab.data.shards import write_shards
+
+        stored_form = {k: summary[k] for k in ("mode", "size", "quality")}
+        summary.update(write_shards(tree, cfg.dst, cfg.workers, cfg.progress, stored_form))
     log.info(
         "prepared %d, skipped %d finished, %d unreadable; %s images/s, %s per core",
         summary["converted"],
@@ -198,4 +222,6 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         summary["images_per_s"],
         summary["images_per_s_per_core"],
     )
+    if fmt == "litdata":
+        log.info("shards in %s: %s images", summary["shards"], summary["shard_images"])
     return summary
