@@ -474,6 +474,15 @@ def test_redaction_covers_keys_env_values_and_overrides(monkeypatch):
     ]
 
 
+def test_object_store_key_ids_are_redacted(monkeypatch):
+    """data=stream on s3://: AWS_ACCESS_KEY_ID names no 'key' in the api_key sense."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAEXAMPLEKEYID1234")
+    assert redact_secrets({"note": "id AKIAEXAMPLEKEYID1234"}) == {"note": f"id {REDACTED}"}
+    assert redact_secrets(["+storage.aws_access_key_id=AKIA1"]) == [
+        f"+storage.aws_access_key_id={REDACTED}"
+    ]
+
+
 def test_saved_hydra_config_is_scrubbed(tmp_path: Path):
     saved = tmp_path / ".hydra"
     saved.mkdir()

@@ -202,7 +202,9 @@ def why_unloadable(path: Path, err: Exception) -> str:
 
 
 # Config keys and environment variables whose values are credentials.
-SECRET_NAME = re.compile(r"api_?key|token|secret|password|passwd|credential", re.IGNORECASE)
+SECRET_NAME = re.compile(
+    r"api_?key|access_?key|token|secret|password|passwd|credential", re.IGNORECASE
+)
 REDACTED = "<redacted>"
 
 
