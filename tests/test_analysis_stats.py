@@ -110,3 +110,8 @@ def test_one_spread_convention():
     assert stats.spread([0.1, 0.3], "{:.2f}") == "0.20 ± 0.14"  # sample SD, n - 1
     assert stats.spread([2.0]) == "2.0"
     assert stats.spread([math.nan]) == "—"
+
+
+def test_no_paired_seeds_is_pending_not_a_verdict():
+    """Grid runs without their seeds are no evidence: the rule must not call it inconclusive."""
+    assert stats.verdict(stats.paired_difference({}, {}), 0.014) == stats.PENDING

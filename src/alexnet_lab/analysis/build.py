@@ -20,9 +20,9 @@ from alexnet_lab.analysis.specs import (
     SCALES,
     Scale,
 )
+from alexnet_lab.analysis.stats import PENDING
 from alexnet_lab.analysis.tables import check_prose, markdown_table, replace_between
 
-PENDING = "runs pending"
 FIG1_ALL = "three inits × two input scales"
 CLAIMS_HEADER = [
     "claim",

@@ -25,6 +25,7 @@ POWER = 0.80
 REPRODUCED = "reproduced"
 REVERSED = "reversed"
 INCONCLUSIVE = "inconclusive"
+PENDING = "runs pending"  # no paired seeds yet: no evidence either way
 NO_EFFECT = "no effect at this resolution"
 
 
@@ -122,6 +123,8 @@ def verdict(paired: Paired, paper_effect: float) -> str:
     - no effect at this resolution: it contains 0 and is narrower, so an effect of the
       paper's size would have lain outside it.
     """
+    if paired.n == 0:
+        return PENDING
     if paired.n < 2 or math.isnan(paired.low):
         return INCONCLUSIVE
     direction = math.copysign(1.0, paper_effect)
@@ -199,6 +202,8 @@ def bounded_verdict(paired: Paired, paper_effect: float, bound: int | None) -> s
     supports only a verdict on its own side of 0; anything else is inconclusive."""
     if bound is None:
         return verdict(paired, paper_effect)
+    if paired.n == 0:
+        return PENDING
     if paired.n < 2 or math.isnan(paired.low):
         return INCONCLUSIVE
     direction = math.copysign(1.0, paper_effect)
