@@ -1,14 +1,19 @@
 """The submitit launcher runs a sweep: each job in its own process, as on SLURM
-(hydra/launcher=submitit_local stands in for submitit_slurm, which needs a cluster)."""
+(hydra/launcher=submitit_local stands in for submitit_slurm, which needs a cluster), and a
+preempted job is requeued and continues where it stopped."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
 from conftest import run_entry_point
+from wandb_offline import summary_and_exit
+
+TESTS = Path(__file__).resolve().parent
 
 pytestmark = pytest.mark.slow
 
@@ -40,3 +45,49 @@ def test_submitit_local_sweep_runs_every_job_and_summarises(tmp_path: Path):
     assert [r["status"] for r in rows] == ["completed", "completed"]
     ablations = sorted(o for r in rows for o in r["overrides"].split() if "ablation=" in o)
     assert ablations == ["ablation=no_lrn", "ablation=tanh"]
+
+
+def test_preempted_job_is_requeued_and_continues_in_its_folder_and_wandb_run(
+    tmp_path: Path, monkeypatch
+):
+    """submitit's preemption signal (what SLURM sends before a time limit or on preemption)
+    mid-epoch: a checkpoint at the step, status preempted, submitit requeues the job, and
+    the requeued job finishes from that checkpoint in the same folder and W&B run."""
+    sweep_dir = tmp_path / "sweep"
+    # The job imports the probe from tests/.
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])
+    )
+    run_entry_point(
+        "train.py",
+        "-m",
+        "hydra/launcher=submitit_local",
+        "hydra.launcher.timeout_min=15",
+        "data=synthetic",
+        "data.train_size=128",
+        "data.batch_size=16",
+        "data.val_size=32",
+        "trainer.max_epochs=2",
+        "+callbacks.signal._target_=interrupt_probe.SendSignal",
+        "+callbacks.signal.step=11",
+        "+callbacks.signal.signal=SIGUSR2",
+        f"hydra.sweep.dir={sweep_dir}",
+        cwd=tmp_path,
+        timeout=900,
+    )
+    job = sweep_dir / "0"
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert metrics["status"] == "completed", metrics.get("error")
+    assert metrics["global_step"] == 2 * 8
+    resumed = metrics["resumed_from"]
+    assert (resumed["checkpoint"], resumed["global_step"]) == (
+        str(job / "checkpoints" / "interrupted.ckpt"),
+        11,
+    )
+    assert (job / ".hydra-resume").is_dir(), "the requeued job ran in the same folder"
+    logs = "".join(p.read_text() for p in (sweep_dir / ".submitit").rglob("*_log.*"))
+    assert "Requeued job" in logs
+    first, second = (summary_and_exit(p) for p in sorted(job.glob("wandb/offline-run-*")))
+    assert first["id"] == second["id"]
+    assert first["summary"]["status"] == "preempted" and first["preempting"]
+    assert second["summary"]["status"] == "completed" and second["exit_code"] == 0

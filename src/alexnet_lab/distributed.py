@@ -11,6 +11,10 @@ for processes that never come.
 `python src/train.py <the job's overrides> hydra.run.dir=<the job's folder>`, and
 `reset_after_job()` (called by run_task after every job) waits for those children,
 destroys the process group and removes what the launcher put in the environment.
+And a child that dies fails its job, not the sweep: Lightning's watcher of the children
+would SIGKILL this process, and with it the sweep; `RankObserver` ends only the job's
+other ranks, rank 0's next collective fails, and the job is recorded as failed, naming
+the rank that died and its log.
 
 When something else starts the ranks (torchrun, srun, submitit), Lightning's cluster
 environment says so and no process is launched: nothing here changes that path.
@@ -52,6 +56,7 @@ LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SI
 CONFIG_FLAGS = ("--config-path", "-cp", "--config-dir", "-cd")
 
 _launched: list[JobScriptLauncher] = []  # launchers that started children in this process
+CHILD_GRACE_S = 15.0  # after a job that did not complete, how long its ranks get to exit
 
 
 def _hydra_quote(value: str) -> str:
@@ -95,6 +100,7 @@ class JobScriptLauncher(_SubprocessScriptLauncher):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.observer: _ChildProcessObserver | None = None
+        self.rank_logs: list[str | None] = []
         self._num_threads = torch.get_num_threads()
         self._omp_threads = os.environ.get("OMP_NUM_THREADS")
 
@@ -105,7 +111,7 @@ class JobScriptLauncher(_SubprocessScriptLauncher):
         )
         if not self.cluster_environment.creates_processes_externally:
             self._call_children_scripts()
-            self.observer = _ChildProcessObserver(main_pid=os.getpid(), child_processes=self.procs)
+            self.observer = RankObserver(main_pid=os.getpid(), child_processes=self.procs)
             self.observer.start()
             _launched.append(self)
         _set_num_threads_if_needed(num_processes=self.num_processes)
@@ -120,11 +126,35 @@ class JobScriptLauncher(_SubprocessScriptLauncher):
         os.environ["NODE_RANK"] = str(env.node_rank())
         os.environ["LOCAL_RANK"] = str(env.local_rank())
         os.environ["WORLD_SIZE"] = f"{self.num_processes * self.num_nodes}"
+        self.rank_logs = []
         for local_rank in range(1, self.num_processes):
             child_env = {**os.environ, "LOCAL_RANK": str(local_rank)}
             command, cwd = job_command(local_rank)
+            self.rank_logs.append(rank_log(local_rank))
             log.debug("Starting rank %d: %s", local_rank, " ".join(command))
             self.procs.append(subprocess.Popen(command, env=child_env, cwd=cwd))
+
+
+def rank_log(local_rank: int) -> str | None:
+    """The log file a child rank of the current Hydra job writes (see job_command)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None
+    hydra_cfg = HydraConfig.get()
+    return os.path.join(hydra_cfg.runtime.output_dir, f"{hydra_cfg.job.name}_rank{local_rank}.log")
+
+
+class RankObserver(_ChildProcessObserver):
+    """Lightning's watcher of the child ranks, which on a child's death also SIGKILLs this
+    process: in a sweep that is every later job. This one ends only the job's other ranks;
+    rank 0's next collective then fails (gloo at once) and run_task records the job as
+    failed. (A backend that blocks instead gives up at its own timeout.)"""
+
+    def _terminate_all(self) -> None:
+        for proc in self._child_processes:
+            if proc.poll() is None:
+                proc.send_signal(self._termination_signal)
 
 
 class SweepSafeDDPStrategy(DDPStrategy):
@@ -138,33 +168,60 @@ class SweepSafeDDPStrategy(DDPStrategy):
             )
 
 
-def reset_after_job(timeout_s: float = 120.0) -> None:
+def reset_after_job(completed: bool = True, timeout_s: float = 120.0) -> list[str]:
     """Leave no distributed state behind for the next job of a sweep.
 
     Waits for the children this process launched (they end with their run), destroys
-    the process group and removes the launcher's environment variables. A no-op for
-    runs that launched nothing (single process, torchrun, srun).
+    the process group and removes the launcher's environment variables. After a job that
+    did not complete, a child that had already died is named (the likely cause: this
+    rank only saw its collective fail), then the process group goes first, so children
+    still in a collective with this rank fail at once instead of at the backend's
+    timeout, and they get CHILD_GRACE_S to end. Returns one line per child named.
+    A no-op for runs that launched nothing (single process, torchrun, srun).
     """
+    dead: list[str] = []
     while _launched:
         launcher = _launched.pop()
         if launcher.observer is not None:
-            # The observer kills this process if a child ends with an error; from here
-            # on ending the children is our decision.
+            # From here on ending the children is our decision, not the observer's.
             launcher.observer._child_processes = []
-        for proc in launcher.procs:
+        ranks = list(enumerate(zip(launcher.procs, launcher.rank_logs, strict=True), start=1))
+        if not completed:
+            dead += [_died(r, proc, path, wait_s=1.0) for r, (proc, path) in ranks]
+            _destroy_process_group()
+        for _, (proc, _) in ranks:
             try:
-                proc.wait(timeout=timeout_s)
+                proc.wait(timeout=timeout_s if completed else CHILD_GRACE_S)
             except subprocess.TimeoutExpired:
                 log.warning("Rank process %d did not exit; killing it.", proc.pid)
                 proc.kill()
                 proc.wait()
+        if completed:
+            dead += [_died(r, proc, path) for r, (proc, path) in ranks]
         for key in LAUNCH_ENV:
             os.environ.pop(key, None)
         if launcher._omp_threads is None:
             os.environ.pop("OMP_NUM_THREADS", None)
         torch.set_num_threads(launcher._num_threads)
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        _destroy_process_group()
+    return [line for line in dead if line]
+
+
+def _died(local_rank: int, proc: subprocess.Popen, rank_log_file: str | None, wait_s=0.0) -> str:
+    """'rank N exited with status S (its log: ...)' for a child that ended with an error."""
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        return ""
+    if not proc.returncode:
+        return ""
+    where = f" (its log: {rank_log_file})" if rank_log_file else ""
+    return f"rank {local_rank} exited with status {proc.returncode}{where}"
+
+
+def _destroy_process_group() -> None:
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 
 
 class SeedPerRank(L.Callback):

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 import logging
 import pickle
+import shlex
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from alexnet_lab.errors import ConfigError
@@ -65,6 +69,14 @@ def newest_checkpoint(folder: Path) -> dict[str, Any] | None:
     return found
 
 
+def remove_cut_writes(folder: Path) -> None:
+    """Delete the temporary files of checkpoint writes a kill cut short (files.atomic_write
+    names them .<name>.<random>.tmp); the checkpoints themselves are whole, old or new."""
+    for path in folder.glob(".*.ckpt.*.tmp") if folder.is_dir() else ():
+        log.info("Removing %s: a checkpoint write that a kill cut short.", path.name)
+        path.unlink(missing_ok=True)
+
+
 def restore_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     """RUN_DIR's saved config with the plain key=value `overrides` applied on top."""
     saved = run_dir / ".hydra" / "config.yaml"
@@ -103,9 +115,20 @@ def prepare_resume(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, d
         with open_dict(restored):
             restored.resume = str(run_dir)
         cfg = restored
+    if rank_zero_only.rank == 0:  # the only writer; the others may start later than it
+        remove_cut_writes(Path(cfg.paths.output_dir) / CHECKPOINT_DIR)
     found = newest_checkpoint(Path(cfg.paths.output_dir) / CHECKPOINT_DIR)
     if found is not None:
         log.info("Continuing from %s (epoch %d, step %d)", *found.values())
     elif cfg.get("resume"):
         log.warning("resume=%s: no intact checkpoint there; training from the start.", cfg.resume)
     return cfg, found
+
+
+def resume_command(run_dir: Path) -> str | None:
+    """`python src/train.py resume=RUN_DIR` (the script as it was called) for a train run
+    that saved its config; None for anything else (eval, tuning jobs)."""
+    job_name = HydraConfig.get().job.name if HydraConfig.initialized() else None
+    if job_name != "train" or not (run_dir / ".hydra" / "config.yaml").is_file():
+        return None
+    return shlex.join(["python", sys.argv[0], f"resume={run_dir}"])

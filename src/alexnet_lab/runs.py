@@ -26,7 +26,15 @@ from alexnet_lab.checks import redact_secrets
 from alexnet_lab.distributed import reset_after_job
 from alexnet_lab.errors import ConfigError, UserError
 from alexnet_lab.files import atomic_write
-from alexnet_lab.tracking import wandb_identity
+from alexnet_lab.interrupts import (
+    STOP_EXIT_CODES,
+    InterruptCheckpoint,
+    say_how_to_continue,
+    stop_signals,
+)
+from alexnet_lab.resume import CHECKPOINT_DIR
+from alexnet_lab.sweeps import finished_job
+from alexnet_lab.tracking import DatasetArtifact, wandb_identity
 
 log = logging.getLogger(__name__)
 
@@ -95,19 +103,28 @@ def build_loggers(cfg: DictConfig) -> list[Logger]:
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    if any(lg.get("log_dataset") for lg in (cfg.get("logger") or {}).values()):
+        callbacks.append(DatasetArtifact())  # logger.wandb.log_dataset=true
     if not cfg.get("logger"):  # logger=none: LearningRateMonitor refuses a logger-less Trainer
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    # Not a config entry: Ctrl-C/SIGTERM/preemption must leave a checkpoint with any callbacks.
+    callbacks.append(InterruptCheckpoint(Path(cfg.paths.output_dir) / CHECKPOINT_DIR))
     return callbacks
 
 
-def finish_wandb(output_dir: Path, failed: bool = False) -> None:
-    """End the active W&B run so the next job of a sweep gets its own, and say how to sync."""
+def finish_wandb(output_dir: Path, status: str = "completed") -> None:
+    """End the active W&B run so the next job of a sweep gets its own, and say how to sync.
+    The run gets the job's status (summary `status`) and a matching exit code: only a
+    completed job shows as finished; a stop by a scheduler is marked preempting."""
     wandb = sys.modules.get("wandb")
     if wandb is None or wandb.run is None:
         return
     offline = wandb.run.settings.mode in ("offline", "dryrun")  # wandb >= 0.2x says dryrun
     run_dir = Path(wandb.run.dir).parent
-    wandb.finish(exit_code=1 if failed else 0)  # a failed job shows as failed in W&B
+    wandb.run.summary["status"] = status
+    if status in ("terminated", "preempted"):
+        wandb.run.mark_preempting()
+    wandb.finish(exit_code=0 if status == "completed" else STOP_EXIT_CODES.get(status, 1))
     if offline:
         log.info("W&B ran offline. Upload this run with:  wandb sync %s", run_dir)
 
@@ -132,9 +149,19 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
 
     A UserError (bad config, bad data) becomes one logged paragraph: in a single
     run the process exits with status 1; in a sweep the job is marked failed and
-    the other jobs go on.
+    the other jobs go on. Ctrl-C, SIGTERM and preemption stop the run with a checkpoint
+    and their own status (interrupts.py); the process then exits with the signal's
+    status (130, 143) and a sweep stops after recording the job. A sweep run again in
+    its folder skips the jobs that completed, leaving their folders as they are.
     """
     output_dir = Path(cfg.paths.output_dir)
+    if in_multirun() and (done := finished_job(output_dir)) is not None:
+        return done
+    with stop_signals.installed():
+        return _run_task(task, cfg, output_dir)
+
+
+def _run_task(task: Callable[[DictConfig], dict], cfg: DictConfig, output_dir: Path) -> dict:
     start = time.monotonic()
     result: dict[str, Any] = {"status": "failed"}
     try:
@@ -150,18 +177,30 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
     except Exception as err:
         result["error"] = f"{type(err).__name__}: {err}"
         if not in_multirun():
+            if rank_zero_only.rank:  # a DDP child: put the cause in its own log file
+                log.exception("Rank %d failed", rank_zero_only.rank)
             raise
         # One broken job must not end a long sweep: record it, go on to the next.
         log.exception("Job failed; the sweep goes on")
     except BaseException as err:
-        result["error"] = f"{type(err).__name__}: {err}"
-        raise
+        stop = stop_signals.stop_for(err)
+        if stop is None:
+            result["error"] = f"{type(err).__name__}: {err}"
+            raise
+        result.update(status=stop.status, signal=stop.signal_name, **stop_signals.reached)
+        raise stop from None
     finally:
         result["wall_s"] = round(time.monotonic() - start, 2)
         result["overrides"] = job_overrides()
         result["output_dir"] = str(output_dir)
+        # DDP ranks, process group, launcher env: gone before the next job. A rank that
+        # died is named: rank 0 itself only sees its collective fail.
+        dead_ranks = reset_after_job(completed=result["status"] == "completed")
+        if dead_ranks and result["status"] == "failed":
+            result["error"] = "; ".join([*dead_ranks, result.get("error", "")])
         if rank_zero_only.rank == 0:
             write_json_atomic(output_dir / "metrics.json", redact_secrets(result))
-        finish_wandb(output_dir, failed=result["status"] != "completed")
-        reset_after_job()  # DDP ranks, process group, launcher env: gone before the next job
+        finish_wandb(output_dir, result["status"])
+        if rank_zero_only.rank == 0 and "signal" in result:
+            say_how_to_continue(result)
     return result

@@ -4,6 +4,13 @@ status and final metrics, failed jobs included with the reason.
 A Hydra callback (conf/hydra/default.yaml) rebuilds both files from the jobs' own
 metrics.json after every job and at the end of the sweep, so a sweep cut short still
 leaves a table, and launchers that run jobs elsewhere (submitit) are covered too.
+
+A sweep cut short (Ctrl-C, a kill, a failed job) is finished by running the same command
+again with its folder, `hydra.sweep.dir=DIR` (`continue_command` prints it): jobs that
+completed are skipped and their folders left exactly as they are (`finished_job`, and no
+Hydra files written there: `hydra_subdir`), the others continue from their newest intact
+checkpoint in their own folder and W&B run, and jobs never started run.
+reliability.RunDirGuard checks that the folder holds this same sweep.
 """
 
 from __future__ import annotations
@@ -12,13 +19,18 @@ import csv
 import io
 import json
 import logging
+import shlex
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
+from alexnet_lab.checks import redact_secrets
+from alexnet_lab.dashboards import log_summary_run
 from alexnet_lab.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -27,6 +39,57 @@ FIRST_COLUMNS = ["job", "status", "overrides"]
 LAST_COLUMNS = ["wall_s", "error", "output_dir"]
 # Metric columns in this order when present; other numeric keys follow, sorted.
 PREFERRED = ["val/acc_top1", "val/acc_top5", "val/loss", "train/loss", "train/acc_top1"]
+
+
+def finished_job(job_dir: Path) -> dict[str, Any] | None:
+    """The saved result (metrics.json) of a run that completed in `job_dir`, else None."""
+    try:
+        metrics = json.loads((Path(job_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
+
+
+def hydra_subdir(output_dir: str, mode: Any, resume: Any) -> str | None:
+    """hydra.output_subdir, where Hydra saves a job's config: `.hydra` in a new folder;
+    `.hydra-resume` when a run continues in its own folder (resume=RUN_DIR, a sweep job
+    run again or requeued), keeping the config the run started with; nothing at all for
+    a sweep job that completed before, which is skipped with its folder untouched."""
+    if resume not in (None, ""):
+        return ".hydra-resume"
+    if str(mode).rsplit(".", 1)[-1] != RunMode.MULTIRUN.name:
+        return ".hydra"
+    if finished_job(Path(output_dir)) is not None:
+        return None
+    return ".hydra-resume" if (Path(output_dir) / ".hydra" / "config.yaml").is_file() else ".hydra"
+
+
+# Used by conf/hydra/default.yaml; this module is imported before Hydra composes (runs.py
+# imports it, and Hydra instantiates the callbacks below before any job starts).
+OmegaConf.register_new_resolver("alexnet_lab.hydra_subdir", hydra_subdir, replace=True)
+
+
+def override_list(node: Any) -> list[str]:
+    """Override strings as written (a sweep's `seed=${job.seed}` is not resolved)."""
+    if node is None:
+        return []
+    return [str(o) for o in OmegaConf.to_container(node, resolve=False)]
+
+
+def continue_command(sweep_dir: Path) -> str:
+    """The command that ran the sweep in `sweep_dir`, with the folder named: running it
+    again continues the sweep there."""
+    skip = ("-m", "--multirun", "hydra.mode=", "hydra.sweep.dir=")
+    script, args = sys.argv[0], sys.argv[1:]
+    try:  # what the sweep was started with (a submitit worker's argv is submitit's)
+        saved = OmegaConf.load(sweep_dir / "multirun.yaml").hydra
+        args = override_list(saved.overrides.hydra) + override_list(saved.overrides.task)
+        if Path(script).stem != saved.job.name:
+            script = f"src/{saved.job.name}.py"
+    except (OSError, OmegaConfBaseException):
+        pass
+    args = redact_secrets([a for a in args if not a.lstrip("+").startswith(skip)])
+    return shlex.join(["python", script, "-m", *args, f"hydra.sweep.dir={sweep_dir}"])
 
 
 def _job_sort_key(path: Path) -> tuple[int, str]:
@@ -51,6 +114,8 @@ def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
             row["status"] = metrics.get("status", "unknown")
             if metrics.get("error"):
                 row["error"] = " ".join(str(metrics["error"]).split())[:300]
+            elif metrics.get("signal"):  # interrupted, terminated, preempted
+                row["error"] = f"{metrics['signal']} at step {metrics.get('global_step', '?')}"
         else:
             row["status"] = "no metrics.json (running, or killed)"
         row["output_dir"] = str(job_dir)
@@ -95,6 +160,9 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
     for row in rows:
         cells = (_format(row.get(c)).replace("|", "\\|") for c in shown)
         lines.append("| " + " | ".join(cells) + " |")
+    from alexnet_lab.analysis.aggregate import aggregate_section  # scipy: sweeps only
+
+    lines += aggregate_section(sweep_dir, rows)  # arms over seeds; also aggregate.csv
     with atomic_write(sweep_dir / "summary.md") as f:
         f.write("\n".join(lines) + "\n")
     return rows
@@ -120,10 +188,16 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         rows = self._update(config.hydra.sweep.dir) or []
+        log_summary_run(Path(str(config.hydra.sweep.dir)), rows)  # the aggregate, in W&B
         failed = [r["job"] for r in rows if r["status"] != "completed"]
         log.info("Sweep summary: %s/summary.md (%d jobs)", config.hydra.sweep.dir, len(rows))
         if failed:
             # Every job ran; the exit status still tells scripts and CI that some failed.
             # (Hydra turns a callback's exceptions into warnings: exit directly.)
-            log.error("Jobs not completed: %s (reasons in summary.md)", ", ".join(failed))
+            log.error(
+                "Jobs not completed: %s (reasons in summary.md). To run them again, with the "
+                "completed ones skipped:\n  %s",
+                ", ".join(failed),
+                continue_command(Path(str(config.hydra.sweep.dir))),
+            )
             raise SystemExit(1)
