@@ -313,6 +313,8 @@ def test_two_ranks_train_each_image_once_per_epoch_and_validate_as_one(shards, t
     (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["status"] == "completed" and metrics["global_step"] == 2 * 24 // 8
+    # The split sizes over both ranks, not rank 0's share.
+    assert (metrics["data/train_images"], metrics["data/val_images"]) == (24, 9)
     rows = read_records(run_dir)
     for epoch in (0, 1):
         per_rank = [

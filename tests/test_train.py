@@ -62,6 +62,21 @@ def test_checkpoints_have_plain_names_and_load_with_weights_only(
         assert hparams["net"]["arch"] == "alexnet_small" and hparams["data"]["crop_size"] == 32
 
 
+def test_last_checkpoint_is_the_final_step_even_when_validation_did_not_improve(
+    learnable_folder: Path, tmp_path: Path
+):
+    # lr 1e-30: validation never improves after epoch 0, so the best checkpoint stays there;
+    # last.ckpt must still hold the final step (Lightning 2.6 writes its save_last file
+    # only on steps where a top-k checkpoint is saved).
+    overrides = train_overrides(learnable_folder, "trainer.max_epochs=3", "optimizer.lr=1e-30")
+    metrics = run_task(train, compose_config(overrides, tmp_path))
+    best = torch.load(metrics["best_checkpoint"], weights_only=True)
+    last = torch.load(metrics["last_checkpoint"], weights_only=True)
+    assert Path(metrics["last_checkpoint"]).name == "last.ckpt"
+    assert best["global_step"] < last["global_step"] == metrics["global_step"]
+    assert last["epoch"] == 2
+
+
 def test_same_seed_gives_identical_metrics(learnable_folder: Path, tmp_path: Path):
     runs = []
     for name in ("first", "second"):

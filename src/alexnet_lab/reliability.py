@@ -1,10 +1,9 @@
 """Guards for long unattended runs: stop at the first NaN loss, write checkpoints
-atomically, never start a job in a finished run's folder, keep secrets out of the
-saved config."""
+atomically, never start a job in a finished run's folder (a sweep run again in its own
+folder continues it), keep secrets out of the saved config."""
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -15,13 +14,16 @@ import lightning as L
 import torch
 import yaml
 from hydra.experimental.callback import Callback as HydraCallback
+from hydra.types import RunMode
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback
-from omegaconf import DictConfig
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lab.checks import REDACTED, redact_secrets
 from alexnet_lab.errors import TrainingDivergedError
 from alexnet_lab.files import atomic_write
+from alexnet_lab.sweeps import finished_job, override_list
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,32 @@ class StopOnNonFiniteLoss(Callback):
         )
 
 
+class LastCheckpoint(ModelCheckpoint):
+    """checkpoints/last.ckpt: the state at the end of every epoch, overwritten each time.
+
+    ModelCheckpoint(save_last=True) in Lightning 2.6 rewrites its last.ckpt only on steps
+    where it also saves a top-k checkpoint: after an epoch that did not improve the
+    monitored metric, "last" held an older state. Monitoring nothing, with one file kept,
+    saves at every epoch end instead.
+    """
+
+    FILENAME = "last"
+
+    def __init__(self, dirpath: str | Path, **kwargs: Any):
+        super().__init__(
+            dirpath=dirpath,
+            filename=self.FILENAME,
+            monitor=None,
+            save_top_k=1,
+            enable_version_counter=False,
+            **kwargs,
+        )
+
+    @property
+    def path(self) -> str | None:
+        return self.best_model_path or None  # with no monitor, the one file it keeps
+
+
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Checkpoints written to a temporary file beside the target, flushed to disk, then
     renamed over it: a kill at any moment leaves the old file or the new one, never
@@ -83,20 +111,30 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
 
 def finished_run(run_dir: Path) -> bool:
+    return finished_job(run_dir) is not None
+
+
+def saved_overrides(path: Path) -> list[str] | None:
+    """The override list Hydra saved (.hydra/overrides.yaml, multirun.yaml's sweep)."""
     try:
-        return json.loads((run_dir / "metrics.json").read_text()).get("status") == "completed"
-    except (OSError, ValueError, AttributeError):
-        return False
+        node = OmegaConf.load(path)
+    except OSError:
+        return None
+    if path.name == "multirun.yaml":
+        node = OmegaConf.select(node, "hydra.overrides.task")
+    return None if node is None else override_list(node)
 
 
 class RunDirGuard(HydraCallback):
-    """Hydra callback. Before a job writes anything: refuse a run folder (or sweep
-    folder) that already holds a finished run. After Hydra saved the job's config:
-    rewrite it with credentials redacted.
+    """Hydra callback. Before a job writes anything: refuse a run folder that already
+    holds a finished run, and a sweep folder that holds jobs of another sweep. After
+    Hydra saved the job's config: rewrite it with credentials redacted.
 
     Timestamped folders never collide; this catches an explicit hydra.run.dir or
-    hydra.sweep.dir. resume=RUN_DIR continues a run in its own folder on purpose.
-    Hydra turns a callback's exceptions into warnings, so a refusal exits directly.
+    hydra.sweep.dir. resume=RUN_DIR continues a run in its own folder on purpose, and
+    so does the same sweep command run again in its folder (sweeps.py: completed jobs
+    are skipped, the others continue). Hydra turns a callback's exceptions into
+    warnings, so a refusal exits directly.
     """
 
     @staticmethod
@@ -117,21 +155,52 @@ class RunDirGuard(HydraCallback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
-        finished = [
-            p.parent.name for p in sweep_dir.glob("*/metrics.json") if finished_run(p.parent)
-        ]
-        if finished:
-            self._refuse(
-                f"{sweep_dir} already holds finished sweep jobs ({', '.join(sorted(finished))}); "
-                f"a new sweep would overwrite them. Leave hydra.sweep.dir unset or choose an "
-                f"empty folder."
+        finished = sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json"))
+        finished = [name for name in finished if finished_run(sweep_dir / name)]
+        started = sorted(p.parents[1].name for p in sweep_dir.glob("*/.hydra/overrides.yaml"))
+        if not finished and not started:
+            return
+        before = saved_overrides(sweep_dir / "multirun.yaml")
+        now = override_list(OmegaConf.select(config, "hydra.overrides.task"))
+        if before is not None and before == now:
+            log.info(
+                "Continuing the sweep in %s: jobs completed before are skipped (%s), the "
+                "others continue from their newest checkpoint or start.",
+                sweep_dir,
+                ", ".join(finished) or "none",
             )
+            return
+        ran = f"its sweep ran with: {' '.join(before)}" if before else "no multirun.yaml"
+        self._refuse(
+            f"{sweep_dir} holds jobs of another sweep ({ran}); this one would overwrite "
+            f"or mix with them. To finish that sweep, run its own command again with "
+            f"hydra.sweep.dir={sweep_dir}; otherwise leave hydra.sweep.dir unset or choose "
+            f"an empty folder."
+        )
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        job_dir = Path(config.hydra.runtime.output_dir)
+        if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN:
+            # A sweep run again: its job numbers must still name the same jobs (a glob
+            # over a config group that gained an option would shift them).
+            before = saved_overrides(job_dir / ".hydra" / "overrides.yaml")
+            now = redact_secrets(override_list(config.hydra.overrides.task))
+            if before is not None and redact_secrets(before) != now:
+                self._refuse(
+                    f"{job_dir} holds a run of other overrides ({' '.join(before)}) than "
+                    f"this job ({' '.join(now)}): the sweep's jobs no longer match its "
+                    f"folders. Start it in a new folder (leave hydra.sweep.dir unset)."
+                )
         subdir = config.hydra.get("output_subdir")
         if not subdir:
             return
-        saved = Path(config.hydra.runtime.output_dir) / subdir
+        # The config saved now, and the run's own where this job continues a run (see
+        # sweeps.hydra_subdir): both may name credentials.
+        for saved in dict.fromkeys([job_dir / subdir, job_dir / ".hydra"]):
+            self._redact(saved)
+
+    @staticmethod
+    def _redact(saved: Path) -> None:
         for name in ("config.yaml", "overrides.yaml", "hydra.yaml"):
             path = saved / name
             if not path.is_file():

@@ -24,6 +24,7 @@ from alexnet_lab.data import AlexNetDataModule
 from alexnet_lab.distributed import SeedPerRank, batch_split
 from alexnet_lab.errors import CheckpointError, DataError
 from alexnet_lab.module import AlexNetClassifier
+from alexnet_lab.reliability import LastCheckpoint
 from alexnet_lab.resume import prepare_resume
 from alexnet_lab.runs import build_callbacks, build_loggers, job_overrides, plain
 
@@ -89,10 +90,12 @@ def summarize_fit(trainer: L.Trainer, model: AlexNetClassifier) -> dict[str, Any
         "params": model.num_parameters,
     }
     # The image counts a run actually used (subsets, held-out slice), for the study records.
+    # A streaming dataset's len() is this rank's share: its manifest has the split's size.
+    images_in = getattr(trainer.datamodule, "images_in", None)
     for name in ("train", "val", "holdout"):
         dataset = getattr(trainer.datamodule, f"{name}_set", None)
         if dataset is not None:
-            summary[f"data/{name}_images"] = len(dataset)
+            summary[f"data/{name}_images"] = images_in(name) if images_in else len(dataset)
     if hasattr(trainer.datamodule, "skipped_files"):
         skipped = trainer.datamodule.skipped_files()  # every rank calls it: a collective
         summary["data/skipped_files"] = len(skipped)
@@ -103,7 +106,8 @@ def summarize_fit(trainer: L.Trainer, model: AlexNetClassifier) -> dict[str, Any
     checkpoint = trainer.checkpoint_callback
     if isinstance(checkpoint, ModelCheckpoint):
         summary["best_checkpoint"] = checkpoint.best_model_path or None
-        summary["last_checkpoint"] = checkpoint.last_model_path or None
+        last = [c for c in trainer.checkpoint_callbacks if isinstance(c, LastCheckpoint)]
+        summary["last_checkpoint"] = last[0].path if last else checkpoint.last_model_path or None
         if checkpoint.best_model_score is not None:
             summary[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     return summary

@@ -111,6 +111,10 @@ class StreamingDataModule(AlexNetDataModule):
     def classes(self) -> list[str]:
         return list(self.manifest["classes"])
 
+    def images_in(self, split: str) -> int:
+        """The split's size over all ranks (len() of a StreamingDataset is one rank's)."""
+        return int(self.manifest["images"][split])
+
     def check_split_sizes(self, splits: tuple[str, ...]) -> None:
         """litdata gives each rank whole batches: a split smaller than one batch per rank
         leaves a rank with nothing, and Lightning then stops that rank alone. Every rank
