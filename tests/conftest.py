@@ -5,6 +5,7 @@ Nothing here touches the network: W&B is forced offline and data is generated.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -88,10 +89,18 @@ def compose_config(
 
 
 def run_entry_point(
-    script: str, *overrides: str, cwd: Path, timeout: int = 300, check: bool = True
+    script: str,
+    *overrides: str,
+    cwd: Path,
+    timeout: int = 300,
+    check: bool = True,
+    pythonpath: Path | None = None,
 ) -> subprocess.CompletedProcess:
-    """Run `python src/<script> overrides...` in `cwd` (outputs/ and data/ land there)."""
+    """Run `python src/<script> overrides...` in `cwd` (outputs/ and data/ land there);
+    `pythonpath`: a folder of probe modules the run imports (tests/)."""
     env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd), "WANDB_MODE": "offline"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
     result = subprocess.run(
         [sys.executable, str(SRC / script), *overrides],
         cwd=cwd,
@@ -107,3 +116,16 @@ def run_entry_point(
             f"--- stdout ---\n{result.stdout[-4000:]}\n--- stderr ---\n{result.stderr[-4000:]}"
         )
     return result
+
+
+def tree_digest(folder: Path) -> dict[str, tuple[str, int]]:
+    """Every file under `folder`: content hash and modification time; a link: its target
+    (W&B links its service's own log, which other runs keep writing)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_symlink():
+            out[str(p.relative_to(folder))] = (os.readlink(p), 0)
+        elif p.is_file():
+            digest = hashlib.sha256(p.read_bytes()).hexdigest()
+            out[str(p.relative_to(folder))] = (digest, p.stat().st_mtime_ns)
+    return out

@@ -9,7 +9,6 @@ process at a chosen optimizer step, so the stop lands at a known point.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -21,7 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SRC, compose_config
+from conftest import SRC, compose_config, run_entry_point, tree_digest
 from omegaconf import OmegaConf
 from wandb_offline import summary_and_exit
 
@@ -61,20 +60,8 @@ def signal_at(step: int, name: str = "SIGINT", **params) -> list[str]:
 
 def train(root: Path, *overrides: str, timeout: int = 600) -> subprocess.CompletedProcess:
     """src/train.py in `root`, W&B offline, the probes importable; any exit status."""
-    env = {
-        **os.environ,
-        "ALEXNET_LAB_ROOT": str(root),
-        "WANDB_MODE": "offline",
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
-    return subprocess.run(
-        [sys.executable, str(SRC / "train.py"), *overrides],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
+    return run_entry_point(
+        "train.py", *overrides, cwd=root, timeout=timeout, check=False, pythonpath=TESTS
     )
 
 
@@ -96,19 +83,6 @@ def checkpoints_intact(run_dir: Path) -> dict[str, dict]:
     found = {p.name: intact_checkpoint(p) for p in (run_dir / "checkpoints").glob("*")}
     assert all(found.values()), f"unreadable or stray files: {found}"
     return found
-
-
-def tree_digest(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file under `folder`: content hash and modification time; a link: its target
-    (W&B links its service's own log, which other runs keep writing)."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        if p.is_symlink():
-            out[str(p.relative_to(folder))] = (os.readlink(p), 0)
-        elif p.is_file():
-            digest = hashlib.sha256(p.read_bytes()).hexdigest()
-            out[str(p.relative_to(folder))] = (digest, p.stat().st_mtime_ns)
-    return out
 
 
 # --- one run --------------------------------------------------------------------------

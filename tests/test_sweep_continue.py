@@ -16,7 +16,6 @@ SWEEP_TEST_SEED picks other kill points (default 15).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import random
@@ -27,7 +26,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import SRC
+from conftest import SRC, tree_digest
 
 from alexnet_lab.resume import intact_checkpoint
 
@@ -91,19 +90,6 @@ def completed(job_dir: Path) -> bool:
         return False
 
 
-def digest(folder: Path) -> dict[str, tuple[str, int]]:
-    """Every file under `folder`: content hash and modification time; a link: its target
-    (W&B links its service's own log, which other runs keep writing)."""
-    out = {}
-    for p in sorted(folder.rglob("*")):
-        if p.is_symlink():
-            out[str(p.relative_to(folder))] = (os.readlink(p), 0)
-        elif p.is_file():
-            digest = hashlib.sha256(p.read_bytes()).hexdigest()
-            out[str(p.relative_to(folder))] = (digest, p.stat().st_mtime_ns)
-    return out
-
-
 def run_until_cut(root: Path, sweep_dir: Path, cuts: dict[int, tuple[int, int]]) -> int:
     """Run the sweep; when a job in `cuts` reaches its step, send its signal to the whole
     process group (and drop that cut). Returns the sweep's exit status."""
@@ -158,7 +144,7 @@ def test_a_sweep_cut_short_many_ways_finishes_every_job_exactly_once(tmp_path: P
         for job in range(JOBS):
             job_dir = sweep_dir / str(job)
             if completed(job_dir):
-                now = digest(job_dir)
+                now = tree_digest(job_dir)
                 assert first_seen_completed.setdefault(job, now) == now, (
                     f"job {job} was touched after it completed"
                 )
