@@ -8,7 +8,7 @@ import argparse
 import os
 from pathlib import Path
 
-from alexnet_lab.bench import BenchConfig, format_table, run_bench, write_results
+from alexnet_lab.bench.suite import BenchConfig, format_table, run_bench, write_results
 
 
 def main() -> None:

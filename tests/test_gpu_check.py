@@ -13,9 +13,8 @@ import pytest
 import torch
 from conftest import REPO
 
-from alexnet_lab import gpu_check
-from alexnet_lab.data.shards import write_shards
-from alexnet_lab.gpu_check import (
+from alexnet_lab.bench import gpu_check
+from alexnet_lab.bench.gpu_check import (
     GpuCheckConfig,
     check_run_metrics,
     format_gpu_table,
@@ -23,6 +22,7 @@ from alexnet_lab.gpu_check import (
     run_gpu_check,
     run_row,
 )
+from alexnet_lab.data.shards import write_shards
 
 
 def test_without_a_gpu_it_says_so_in_one_line_and_exits_0(monkeypatch, capsys, tmp_path):
@@ -160,7 +160,7 @@ def test_driver_writes_the_table_as_json(monkeypatch, tmp_path: Path):
     )
     monkeypatch.setattr(gpu_check, "end_to_end_rows", lambda tree, shards, cfg: fake["rows"][4:6])
     monkeypatch.setattr(gpu_check, "train_and_eval", lambda tree, work, cfg: fake["rows"][6])
-    monkeypatch.setattr("alexnet_lab.bench.machine_info", lambda device: fake["machine"])
+    monkeypatch.setattr("alexnet_lab.bench.common.machine_info", lambda device: fake["machine"])
     results = run_gpu_check(GpuCheckConfig(device="cpu"), tmp_path / "data", log=lambda m: None)
     assert results["ok"] and results["rows"] == fake["rows"]
     path = gpu_check.write_results(results, tmp_path / "bench")

@@ -20,7 +20,7 @@ from s3_server import s3_server_env
 from stream_probe import IdSample, ids_of, read_records
 from torchvision.io import decode_image, encode_jpeg, write_file
 
-from alexnet_lab.bench_stream import bench_stream_vs_folder
+from alexnet_lab.bench.stream import bench_stream_vs_folder
 from alexnet_lab.data import ImageFolderDataModule
 from alexnet_lab.data.gpu_decode import decode_batch
 from alexnet_lab.data.prepare import FAILED_LIST, prepare

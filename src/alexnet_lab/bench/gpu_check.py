@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 MODEL_CASES = (  # (row label, dtype, channels_last, compile)
     ("fp32", "fp32", False, False),
     ("bf16", "bf16", False, False),
@@ -83,7 +83,7 @@ def no_gpu_line() -> str | None:
 
 
 def _write_image(job: tuple[Path, int, bool]) -> None:
-    from alexnet_lab.bench import imagenet_like
+    from alexnet_lab.bench.common import imagenet_like
 
     path, index, val = job
     if path.exists():
@@ -113,7 +113,8 @@ def make_prepared_tree(root: Path, count: int, classes: int = 4) -> Path:
 
 
 def model_rows(cfg: GpuCheckConfig) -> tuple[dict[str, float], list[dict[str, Any]]]:
-    from alexnet_lab.bench import BenchConfig, ModelCase, matmul_rate, model_step_rate
+    from alexnet_lab.bench.common import BenchConfig, ModelCase
+    from alexnet_lab.bench.training import matmul_rate, model_step_rate
 
     peak = {
         "bf16": matmul_rate(cfg.device, torch.bfloat16),
@@ -144,7 +145,8 @@ def train_rate(datamodule, cfg: GpuCheckConfig) -> dict[str, Any]:
     import lightning as L
     from omegaconf import OmegaConf
 
-    from alexnet_lab.bench import StepTimer, make_clock
+    from alexnet_lab.bench.common import make_clock
+    from alexnet_lab.bench.training import StepTimer
     from alexnet_lab.module import AlexNetClassifier
 
     torch.manual_seed(0)
@@ -312,7 +314,7 @@ def run_row(name: str, measure: Callable[[], dict[str, Any]]) -> dict[str, Any]:
 
 
 def run_gpu_check(cfg: GpuCheckConfig, data_dir: Path, log=print) -> dict[str, Any]:
-    from alexnet_lab.bench import machine_info
+    from alexnet_lab.bench.common import machine_info
     from alexnet_lab.data.shards import write_shards
 
     started = time.perf_counter()

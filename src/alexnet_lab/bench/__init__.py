@@ -1,0 +1,3 @@
+"""Measurements: `make bench` (suite.py drives common, pipeline, training and stream) and
+`make gpu-check` (gpu_check.py). Speed is reported as ratios taken side by side, never as
+timed tests."""
