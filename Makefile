@@ -50,7 +50,7 @@ study: ## run every study, skipping recorded jobs, then make report (STUDY_SCALE
 		STUDY_SCALE=gpu-cifar10 experiments/run_all.sh; fi
 	$(MAKE) report STUDY_SCALE=$(STUDY_SCALE)
 
-recipe-check: ## do the presets leave chance on real images? table of init x input scale (~15 min, CPU)
+recipe-check: ## do the presets leave chance on real images? table of init x input scale (~20 min, CPU)
 	$(PY) src/recipe_check.py
 
 bench: ## input pipeline, prepare, training loop and model steps as ratios (a few minutes)

@@ -114,6 +114,8 @@ def test_the_paper_preset_starts_from_caffes_init_and_the_papers_is_one_key_away
 def test_the_table_names_every_recipe_with_its_verdict():
     table = format_table([outcome([2.3] * 10 + [1.0] * 10)], window=4, batch_size=32)
     assert "| **r** | paper | paper | 20 | 12 | 1.00 | 2.30 | left chance | 1 | 2 |" in table
+    blown_up = format_table([outcome([2.3, 3.1e17] + [2.3] * 18)], window=4, batch_size=32)
+    assert "| 2.30 | 3.10e+17 | stalled |" in blown_up
 
 
 @pytest.mark.slow

@@ -244,6 +244,11 @@ def judge(outcome: Outcome, window: int) -> Verdict:
     return Verdict(left_at, final, peak, passed, "left chance" if passed else "stalled")
 
 
+def _loss(value: float) -> str:
+    # A blow-up can reach 1e17: scientific notation keeps the column readable.
+    return f"{value:.2f}" if abs(value) < 1e4 else f"{value:.2e}"
+
+
 def format_table(outcomes: list[Outcome], window: int, batch_size: int) -> str:
     chance = math.log(CLASSES)
     lines = [
@@ -262,7 +267,7 @@ def format_table(outcomes: list[Outcome], window: int, batch_size: int) -> str:
         left = v.left_at if v.left_at is not None else "—"
         lines.append(
             f"| {name} | {o.init} | {o.input_scale} | {o.budget} | {left} | {v.final:.2f} "
-            f"| {v.peak:.2f} "
+            f"| {_loss(v.peak)} "
             f"| {v.label} | {o.wall_s:.0f} | {o.cpu_s:.0f} |"
         )
     return "\n".join(lines)
