@@ -3,10 +3,10 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help install test test-slow test-all lint format train report study recipe-check bench bench-quick gpu-check clean
+.PHONY: help install test test-slow test-all lint format train report fashion-mnist study recipe-check bench bench-quick gpu-check clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -44,7 +44,19 @@ report: ## rebuild the studies' tables, figures and claims table from their runs
 	$(PY) src/report.py --scale $(STUDY_SCALE)
 	@if [ "$(STUDY_SCALE)" = gpu ]; then $(PY) src/report.py --scale gpu-cifar10; fi
 
-study: ## run every study, skipping recorded jobs, then make report (STUDY_SCALE=cpu|gpu)
+# The studies read Fashion-MNIST from its Debian package when it is installed (offline),
+# else torchvision downloads it.
+FASHION_MNIST := /usr/share/datasets/fashion-mnist
+
+fashion-mnist: ## install Fashion-MNIST's Debian package (dataset-fashion-mnist) unless it is there
+	@if [ -d $(FASHION_MNIST) ]; then echo "Fashion-MNIST: $(FASHION_MNIST)"; \
+	elif command -v apt-get > /dev/null; then \
+		sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		{ $$sudo apt-get update -qq && $$sudo apt-get install -y -qq dataset-fashion-mnist; } \
+		|| echo "Could not install dataset-fashion-mnist: torchvision will download Fashion-MNIST."; \
+	else echo "No apt-get: torchvision will download Fashion-MNIST (needs internet)."; fi
+
+study: fashion-mnist ## run every study, skipping recorded jobs, then make report (STUDY_SCALE=cpu|gpu)
 	STUDY_SCALE=$(STUDY_SCALE) experiments/run_all.sh
 	@if [ "$(STUDY_SCALE)" = gpu ] && [ -n "$(CIFAR10_FILES)" ]; then \
 		STUDY_SCALE=gpu-cifar10 experiments/run_all.sh; fi
