@@ -20,6 +20,7 @@ import re
 import secrets
 import string
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -124,6 +125,22 @@ def wandb_identity(cfg: DictConfig, logger_cfg: DictConfig, overrides: list[str]
 BEST_OF = {"val/acc_top1": "max", "val/acc_top5": "max", "val/loss": "min"}
 
 
+def is_last_checkpoint(checkpoint_callback: Any) -> bool:
+    # Imported here: reliability imports sweeps, which imports dashboards, which imports this.
+    from alexnet_lab.reliability import LastCheckpoint
+
+    return isinstance(checkpoint_callback, LastCheckpoint)
+
+
+@dataclass
+class LatestOnly:
+    """What WandbLogger reads of a checkpoint callback, for a file that is only `latest`."""
+
+    last_model_path: str
+    current_score: None = None
+    best_model_path: str = ""
+
+
 class LabWandbLogger(WandbLogger):
     """Lightning's WandbLogger with summaries that answer "which arm did better":
 
@@ -180,6 +197,9 @@ class LabWandbLogger(WandbLogger):
             run.summary.update(summary)
 
     def after_save_checkpoint(self, checkpoint_callback: ModelCheckpoint) -> None:
+        if is_last_checkpoint(checkpoint_callback):
+            super().after_save_checkpoint(checkpoint_callback)  # uploaded as `latest` only
+            return
         # An unmonitored checkpoint's "best" is merely its newest file: at the end it would
         # take the `best` alias from the checkpoint that tracks val/acc_top1.
         if getattr(checkpoint_callback, "monitor", None) is None:
@@ -187,6 +207,13 @@ class LabWandbLogger(WandbLogger):
             return
         self._monitored_checkpoint_seen = True
         super().after_save_checkpoint(checkpoint_callback)
+
+    def _scan_and_log_checkpoints(self, checkpoint_callback: ModelCheckpoint) -> None:
+        if is_last_checkpoint(checkpoint_callback):
+            # Its one file is the final state, not the best: shown to Lightning as a "last"
+            # file, it gets the `latest` alias and never `best`.
+            checkpoint_callback = LatestOnly(checkpoint_callback.path or "")
+        super()._scan_and_log_checkpoints(checkpoint_callback)
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
