@@ -142,11 +142,10 @@ def model_rows(cfg: GpuCheckConfig) -> tuple[dict[str, float], list[dict[str, An
 def train_rate(datamodule, cfg: GpuCheckConfig) -> dict[str, Any]:
     """images/s of the project's training loop (bf16-mixed, model=alexnet) on `datamodule`,
     timed over train_steps after train_warmup steps, validation off."""
-    import lightning as L
     from omegaconf import OmegaConf
 
     from alexnet_lab.bench.common import make_clock
-    from alexnet_lab.bench.training import StepTimer
+    from alexnet_lab.bench.training import StepTimer, timing_trainer
     from alexnet_lab.module import AlexNetClassifier
 
     torch.manual_seed(0)
@@ -155,20 +154,8 @@ def train_rate(datamodule, cfg: GpuCheckConfig) -> dict[str, Any]:
     model = AlexNetClassifier(net, optimizer, class_names=datamodule.classes)
     last = cfg.train_warmup + cfg.train_steps - 1
     timer = StepTimer(cfg.train_warmup, last, make_clock(cfg.device))
-    gpu = cfg.device == "cuda"
-    trainer = L.Trainer(
-        accelerator="gpu" if gpu else "cpu",
-        devices=1,
-        precision="bf16-mixed" if gpu else "32-true",
-        max_steps=last + 1,
-        logger=False,
-        callbacks=[timer],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-    )
+    precision = "bf16-mixed" if cfg.device == "cuda" else "32-true"
+    trainer = timing_trainer(cfg.device, last + 1, timer, precision)
     trainer.fit(model, datamodule=datamodule)
     seconds = timer.end - timer.start
     return {"images_per_s": round(cfg.train_steps * cfg.batch_size / seconds, 1)}

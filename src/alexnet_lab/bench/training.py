@@ -37,6 +37,25 @@ class StepTimer(L.Callback):
             self.end = self.clock()
 
 
+def timing_trainer(
+    device: str, max_steps: int, timer: StepTimer, precision: str = "32-true"
+) -> L.Trainer:
+    """A Trainer that only trains: no logger, checkpoints, validation or progress bar."""
+    return L.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        precision=precision,
+        max_steps=max_steps,
+        logger=False,
+        callbacks=[timer],
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+
+
 def loop_data(cfg: BenchConfig, num_classes: int) -> DataLoader:
     size = INPUT_SIZES[cfg.loop_arch]
     n = cfg.loop_batch_size * (cfg.loop_steps + cfg.loop_warmup)
@@ -61,18 +80,7 @@ def bench_loop(cfg: BenchConfig) -> dict[str, Any]:
         torch.manual_seed(0)
         model = AlexNetClassifier(net_cfg, opt_cfg, scheduler=None, class_names=classes)
         timer = StepTimer(cfg.loop_warmup, cfg.loop_warmup + steps - 1, clock)
-        trainer = L.Trainer(
-            accelerator="gpu" if cfg.device == "cuda" else "cpu",
-            devices=1,
-            max_steps=cfg.loop_warmup + steps,
-            logger=False,
-            callbacks=[timer],
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            limit_val_batches=0,
-            num_sanity_val_steps=0,
-        )
+        trainer = timing_trainer(cfg.device, cfg.loop_warmup + steps, timer)
         trainer.fit(model, train_dataloaders=loader)
         return steps * cfg.loop_batch_size, timer.end - timer.start
 
