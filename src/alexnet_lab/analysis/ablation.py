@@ -162,8 +162,9 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
         rows.append(
             {
                 "comparison": c.label,
-                "ours": f"{interval(paired)} points",
-                "mde": f"{points(mde)} points",
+                # A unit only beside a number with its interval ("no paired seeds" has none).
+                "ours": interval(paired) + (" points" if paired.n >= 2 else ""),
+                "mde": points(mde) + ("" if math.isnan(mde) else " points"),
                 "verdict": verdict,
             }
         )
