@@ -69,7 +69,7 @@ def test_report_tables_carry_the_rules_verdicts(experiments: Path):
     verdicts = {row[3]: row[6] for row in table}
     assert verdicts["small net"] == "reproduced"  # dropout's comparison
     assert verdicts["init default, unit-scale inputs"] == "reproduced"
-    assert verdicts["small net, paper-scale inputs, paper init"] == "runs pending"
+    assert verdicts["small net, paper-scale inputs, default init"] == "runs pending"
     # A study without runs keeps what it had.
     assert (experiments / "lrn" / "results.md").read_text() == "an earlier study's results\n"
 

@@ -79,7 +79,7 @@ ABLATIONS: tuple[Study, ...] = (
                 "ImageNet top-1",
             ),
             Comparison(
-                "small net, paper-scale inputs, paper init",
+                "small net, paper-scale inputs, default init",
                 Arm("LRN", "lrn", "small_paper/lrn"),
                 Arm("no LRN", "lrn", "small_paper/no_lrn"),
                 1.4,
