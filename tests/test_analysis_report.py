@@ -13,7 +13,7 @@ from analysis_fakes import fake_job, write_ablation, write_fig1
 
 from alexnet_lab.analysis import cli, lr_search, runs
 from alexnet_lab.analysis.build import pending_table, report_all
-from alexnet_lab.analysis.specs import FIG1_CONDITIONS
+from alexnet_lab.analysis.specs import FIG1_CONDITIONS, LR_LADDER, MAX_GRID
 from alexnet_lab.errors import DataError
 
 CLAIMS_README = "# Claims\n<!-- claims:start -->\nOLD\n<!-- claims:end -->\nkept\n"
@@ -169,3 +169,13 @@ def test_lr_search_extends_the_grid_until_the_best_lr_is_bracketed(tmp_path: Pat
         f"tuned/{condition.name}/relu/lr0.1 {condition.overrides} model.activation=relu "
         "optimizer.lr=0.1"
     ]
+
+
+def test_lr_search_stops_at_the_cap_and_marks_the_edge(tmp_path: Path):
+    condition = FIG1_CONDITIONS[-1]
+    lrs = [lr for lr in LR_LADDER if lr <= 0.1][-MAX_GRID:]
+    # Faster at every larger lr: the best sits at the top edge of a full grid.
+    for i, lr in enumerate(lrs):
+        grid_job(tmp_path, condition, "tanh", lr, level=0.9 - 0.05 * i)
+    assert not [line for line in lr_search.plan_grid(tmp_path) if f"{condition.name}/tanh" in line]
+    assert lr_search.tuned_lrs(tmp_path)[(condition.name, "tanh")] == (0.1, False)

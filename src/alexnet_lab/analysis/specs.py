@@ -186,7 +186,7 @@ FIG1_PAPER_RATIO = 6.0  # tanh epochs / ReLU epochs to 25% (Figure 1: about 36 v
 ACTIVATIONS = ("relu", "tanh")
 # lr grids step by about half a decade: 1, 3, 10, 30, ...
 LR_LADDER = tuple(m * 10.0**e for e in range(-7, 1) for m in (1, 3))
-MAX_GRID = 9  # lrs per arm before the search gives up extending
+MAX_GRID = 12  # lrs per arm before the search gives up extending (a budget guard)
 
 
 @dataclass(frozen=True)
