@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from analysis_fakes import fake_job, write_ablation, write_fig1
 
-from alexnet_lab.analysis import cli, lr_search, runs
+from alexnet_lab.analysis import cli, fig1, lr_search, runs
 from alexnet_lab.analysis.build import pending_table, report_all
 from alexnet_lab.analysis.specs import FIG1_CONDITIONS, LR_LADDER, MAX_GRID
 from alexnet_lab.errors import DataError
@@ -179,3 +179,24 @@ def test_lr_search_stops_at_the_cap_and_marks_the_edge(tmp_path: Path):
         grid_job(tmp_path, condition, "tanh", lr, level=0.9 - 0.05 * i)
     assert not [line for line in lr_search.plan_grid(tmp_path) if f"{condition.name}/tanh" in line]
     assert lr_search.tuned_lrs(tmp_path)[(condition.name, "tanh")] == (0.1, False)
+
+
+def test_speedup_says_when_neither_arm_reached_the_level(tmp_path: Path):
+    def arm(activation: str, errors: list[float]) -> list:
+        for seed in range(3):
+            fake_job(
+                tmp_path / activation / f"seed_{seed}",
+                errors,
+                [math.nan] * len(errors),
+                [f"model.activation={activation}", f"seed={seed}"],
+            )
+        return runs.load_runs(tmp_path / activation)[0]
+
+    relu, tanh = arm("relu", [0.3, 0.2, 0.15]), arm("tanh", [0.4, 0.3, 0.2])
+    text, verdict, paired = fig1.speedup_cell(relu, tanh, 0.10)
+    # Not "1.00x [1.00, 1.00]": both arms censored at the run length say nothing.
+    assert text == "neither reached it in 3 epochs (ReLU 0 of 3, tanh 0 of 3)"
+    assert verdict == "inconclusive" and paired.n == 0
+    # ReLU reaches 25% at epoch 1.5, tanh at 2.5: a ratio of 5/3 for every seed.
+    text, verdict, paired = fig1.speedup_cell(relu, tanh, 0.25)
+    assert text == "1.67× [1.67, 1.67], n=3" and paired.n == 3

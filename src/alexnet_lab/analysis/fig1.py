@@ -26,6 +26,7 @@ from alexnet_lab.analysis.specs import (
     Fig1Condition,
     Scale,
 )
+from alexnet_lab.analysis.stats import Paired
 from alexnet_lab.analysis.tables import (
     GENERATED,
     markdown_table,
@@ -74,6 +75,26 @@ def speedup(relu: list[Run], tanh: list[Run], threshold: float):
     return paired, bound, censored, budget
 
 
+def speedup_cell(relu: list[Run], tanh: list[Run], threshold: float) -> tuple[str, str, Paired]:
+    """(the table's ratio text, the verdict, the paired log ratios) for one threshold. When no
+    seed of either arm reached the level there is nothing to compare (every ratio would be
+    the run length over itself, 1.00x), so the text says so and the pairs are empty."""
+    paired, bound, cut, budget = speedup(relu, tanh, threshold)
+    if relu and tanh and cut["relu"] == len(relu) and cut["tanh"] == len(tanh):
+        text = (
+            f"neither reached it in {budget:g} epochs "
+            f"(ReLU 0 of {len(relu)}, tanh 0 of {len(tanh)})"
+        )
+        return text, stats.INCONCLUSIVE, stats.paired_difference({}, {})
+    verdict = stats.bounded_verdict(paired, math.log(FIG1_PAPER_RATIO), bound)
+    note = (
+        f" (censored at {budget:g} epochs: ReLU {cut['relu']}, tanh {cut['tanh']})"
+        if bound is not None
+        else ""
+    )
+    return f"{ratio_interval(paired)}{note}", verdict, paired
+
+
 def report_relu_vs_tanh(study_dir: Path, scale: Scale) -> list[dict[str, Any]] | None:
     runs_dir = study_dir / scale.runs
     tuned = lr_search.tuned_lrs(runs_dir)
@@ -89,10 +110,11 @@ def report_relu_vs_tanh(study_dir: Path, scale: Scale) -> list[dict[str, Any]] |
     paper_log = math.log(FIG1_PAPER_RATIO)
 
     arm_rows, effect_rows, claim_rows = [], [], []
-    fig, axes = figures.figure(len(conditions), 1, squeeze=False, sharey=True)
-    pfig, paxes = figures.figure(len(conditions), 1, width=2.6, squeeze=False, sharey=True)
+    # One row per input scale, one column per init (FIG1_CONDITIONS' order).
+    fig, axes, row_starts = figures.panels(len(conditions), sharey=True)
+    pfig, paxes, prow_starts = figures.panels(len(conditions), width=2.6, sharey=True)
     for column, c in enumerate(conditions):
-        ax = axes[0][column]
+        ax = axes[column]
         for activation, style in (("relu", "-"), ("tanh", "--")):
             runs = arms.get((c.name, activation), [])
             lr, bracketed = tuned.get((c.name, activation), (math.nan, False))
@@ -130,34 +152,31 @@ def report_relu_vs_tanh(study_dir: Path, scale: Scale) -> list[dict[str, Any]] |
         relu, tanh = arms.get((c.name, "relu"), []), arms.get((c.name, "tanh"), [])
         per_threshold = []
         for t in FIG1_THRESHOLDS:
-            paired, bound, cut, budget = speedup(relu, tanh, t)
-            verdict = stats.bounded_verdict(paired, paper_log, bound)
-            note = (
-                f" (censored at {budget:g} epochs: ReLU {cut['relu']}, tanh {cut['tanh']})"
-                if bound is not None
-                else ""
-            )
-            per_threshold.append(f"{ratio_interval(paired)}{note} — {verdict}")
+            text, verdict, paired = speedup_cell(relu, tanh, t)
+            per_threshold.append(f"{text} — {verdict}")
             if t == FIG1_PRIMARY:
-                primary, primary_verdict, primary_note = paired, verdict, note
+                primary, primary_verdict, primary_text = paired, verdict, text
         mde = stats.detectable_effect(primary.sd, primary.n)
         effect_rows.append([c.name, *per_threshold, _ratio(mde)])
         claim_rows.append(
             {
                 "comparison": f"init {c.init}, {c.scale}-scale inputs",
-                "ours": f"tanh/ReLU epochs to {FIG1_PRIMARY:.0%}: {ratio_interval(primary)}"
-                + primary_note,
+                "ours": f"tanh/ReLU epochs to {FIG1_PRIMARY:.0%}: {primary_text}",
                 "mde": _ratio(mde),
                 "verdict": primary_verdict,
             }
         )
-        figures.paired_panel(paxes[0][column], primary, paper_log, c.name, log=True)
-    axes[0][0].set_ylabel("training error (%)")
+        figures.paired_panel(paxes[column], primary, paper_log, c.name, log=True)
+        if primary.n == 0 and relu and tanh:
+            figures.empty(paxes[column], f"no seed reached {FIG1_PRIMARY:.0%}\nin either arm")
+    for ax in row_starts:
+        ax.set_ylabel("training error (%)")
     figures.title(
         fig, "ReLU (solid) vs tanh (dashed) at each one's tuned lr: training error, mean ± 1 SD"
     )
     figures.save(fig, study_dir / f"fig1_train_error{scale.suffix}.png")
-    paxes[0][0].set_ylabel(f"tanh / ReLU epochs to {FIG1_PRIMARY:.0%} train err")
+    for ax in prow_starts:
+        ax.set_ylabel(f"tanh / ReLU epochs to {FIG1_PRIMARY:.0%} train err")
     figures.save(pfig, study_dir / f"speedup{scale.suffix}.png")
     grid_rows = _lr_grid(study_dir, runs_dir, conditions, tuned, scale)
 
@@ -240,9 +259,9 @@ def _ratio(log_value: float) -> str:
 
 def _lr_grid(study_dir, runs_dir, conditions, tuned, scale: Scale) -> list[list[str]]:
     rows = []
-    fig, axes = figures.figure(len(conditions), 1, squeeze=False)
+    fig, axes, row_starts = figures.panels(len(conditions))
     for column, c in enumerate(conditions):
-        ax = axes[0][column]
+        ax = axes[column]
         for activation, marker in (("relu", "o"), ("tanh", "s")):
             grid = lr_search.grid_points(runs_dir, c, activation)
             best = tuned.get((c.name, activation), (math.nan,))[0]
@@ -263,6 +282,7 @@ def _lr_grid(study_dir, runs_dir, conditions, tuned, scale: Scale) -> list[list[
         ax.set_title(f"init {c.init}, {c.scale}-scale inputs", fontsize=8)
         ax.set_xlabel("learning rate")
         ax.legend(fontsize=7)
-    axes[0][0].set_ylabel("mean training error over the run (%)")
+    for ax in row_starts:
+        ax.set_ylabel("mean training error over the run (%)")
     figures.save(fig, study_dir / f"lr_grid{scale.suffix}.png")
     return rows

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: the report runs in make, CI and tests
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from alexnet_lab.analysis.runs import Run  # noqa: E402
 from alexnet_lab.analysis.stats import Paired  # noqa: E402
@@ -32,6 +33,16 @@ STYLE = {
 def figure(ncols: int, nrows: int = 1, width: float = 4.2, height: float = 3.4, **kw):
     with plt.rc_context(STYLE):
         return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), **kw)
+
+
+def panels(count: int, per_row: int = 3, **kw):
+    """A figure of `count` panels, `per_row` to a row: (fig, the panels in order, the first
+    panel of each row, which carries the y label)."""
+    fig, axes = figure(min(count, per_row), math.ceil(count / per_row), squeeze=False, **kw)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[count:]:
+        ax.set_visible(False)
+    return fig, flat[:count], [row[0] for row in axes]
 
 
 def title(fig, text: str) -> None:
@@ -90,6 +101,9 @@ def paired_panel(
     ax.text(0.4, float(convert(paper_effect)), " paper", color="C3", va="center", fontsize=8)
     if log:
         ax.set_yscale("log")
+        ratio = FuncFormatter(lambda v, _: f"{v:g}×")
+        ax.yaxis.set_major_formatter(ratio)
+        ax.yaxis.set_minor_formatter(ratio)
     ax.set_xlim(-0.3, 0.6)
     ax.set_xticks([])
     ax.set_title(title, fontsize=8)
