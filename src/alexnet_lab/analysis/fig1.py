@@ -38,6 +38,7 @@ from alexnet_lab.analysis.tables import (
 )
 
 CHANCE = 0.9  # ten classes: the training error at epoch 0
+PAPER_LOG_RATIO = math.log(FIG1_PAPER_RATIO)  # the verdicts work on log ratios
 
 
 def epochs_to(run: Run, threshold: float) -> float:
@@ -86,7 +87,7 @@ def speedup_cell(relu: list[Run], tanh: list[Run], threshold: float) -> tuple[st
             f"(ReLU 0 of {len(relu)}, tanh 0 of {len(tanh)})"
         )
         return text, stats.INCONCLUSIVE, stats.paired_difference({}, {})
-    verdict = stats.bounded_verdict(paired, math.log(FIG1_PAPER_RATIO), bound)
+    verdict = stats.bounded_verdict(paired, PAPER_LOG_RATIO, bound)
     note = (
         f" (censored at {budget:g} epochs: ReLU {cut['relu']}, tanh {cut['tanh']})"
         if bound is not None
@@ -107,8 +108,6 @@ def report_relu_vs_tanh(study_dir: Path, scale: Scale) -> list[dict[str, Any]] |
         for a in ACTIVATIONS
         if (c.name, a) in tuned
     }
-    paper_log = math.log(FIG1_PAPER_RATIO)
-
     arm_rows, effect_rows, claim_rows = [], [], []
     # One row per input scale, one column per init (FIG1_CONDITIONS' order).
     fig, axes, row_starts = figures.panels(len(conditions), sharey=True)
@@ -166,7 +165,7 @@ def report_relu_vs_tanh(study_dir: Path, scale: Scale) -> list[dict[str, Any]] |
                 "verdict": primary_verdict,
             }
         )
-        figures.paired_panel(paxes[column], primary, paper_log, c.name, log=True)
+        figures.paired_panel(paxes[column], primary, PAPER_LOG_RATIO, c.name, log=True)
         if primary.n == 0 and relu and tanh:
             figures.empty(paxes[column], f"no seed reached {FIG1_PRIMARY:.0%}\nin either arm")
     for ax in row_starts:
