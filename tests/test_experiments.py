@@ -129,6 +129,19 @@ def test_summary_lists_every_job_including_killed_ones(tmp_path: Path):
     assert "| 1 | failed | seed=1 |" in (tmp_path / "summary.md").read_text()
 
 
+def test_summary_finds_jobs_that_sweep_subdir_nests(tmp_path):
+    # hydra.sweep.subdir=${arm}/seed_${seed}, as the studies run: two levels down.
+    for arm, seed in (("reference", 1), ("reference", 0), ("no_lrn", 0)):
+        job = tmp_path / arm / f"seed_{seed}"
+        (job / ".hydra").mkdir(parents=True)
+        (job / "csv").mkdir()  # a job's own subfolders are not jobs
+        OmegaConf.save([f"seed={seed}"], job / ".hydra" / "overrides.yaml")
+        (job / "metrics.json").write_text(json.dumps({"status": "completed", "epochs": 2}))
+    rows = write_summary(tmp_path)
+    assert [r["job"] for r in rows] == ["no_lrn/seed_0", "reference/seed_0", "reference/seed_1"]
+    assert "3 jobs, 3 completed" in (tmp_path / "summary.md").read_text()
+
+
 def leet_inspect(run_file: Path, *flags: str) -> str:
     wandb_cli = Path(sys.executable).parent / "wandb"
     return subprocess.run(

@@ -92,19 +92,21 @@ def continue_command(sweep_dir: Path) -> str:
     return shlex.join(["python", script, "-m", *args, f"hydra.sweep.dir={sweep_dir}"])
 
 
-def _job_sort_key(path: Path) -> tuple[int, str]:
-    return (int(path.name), "") if path.name.isdigit() else (1 << 30, path.name)
+def _job_sort_key(job: str) -> tuple[int, str]:
+    return (int(job), "") if job.isdigit() else (1 << 30, job)
 
 
 def collect_jobs(sweep_dir: Path) -> list[dict[str, Any]]:
-    """One row per job folder (a folder with Hydra's .hydra/overrides.yaml)."""
+    """One row per job folder (a folder with Hydra's .hydra/overrides.yaml), at any depth:
+    `hydra.sweep.subdir` may nest them (arm/seed_0); the job is named by its relative path."""
+    jobs = {
+        overrides.parent.parent.relative_to(sweep_dir).as_posix(): overrides.parent.parent
+        for overrides in sweep_dir.glob("**/.hydra/overrides.yaml")
+    }
     rows = []
-    for job_dir in sorted(
-        (p for p in sweep_dir.iterdir() if (p / ".hydra" / "overrides.yaml").is_file()),
-        key=_job_sort_key,
-    ):
+    for job, job_dir in sorted(jobs.items(), key=lambda item: _job_sort_key(item[0])):
         overrides = OmegaConf.to_container(OmegaConf.load(job_dir / ".hydra" / "overrides.yaml"))
-        row: dict[str, Any] = {"job": job_dir.name, "overrides": " ".join(overrides)}
+        row: dict[str, Any] = {"job": job, "overrides": " ".join(overrides)}
         metrics_path = job_dir / "metrics.json"
         if metrics_path.is_file():
             metrics = json.loads(metrics_path.read_text())
