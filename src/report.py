@@ -1,6 +1,6 @@
 """Rebuild every study's tables, figures and the claims table from the runs: `make report`.
 
-    python src/report.py [--scale cpu|gpu|gpu-cifar10]
+    python src/report.py [--scale cpu|cpu-24ep|gpu|gpu-cifar10]
 
 The code is alexnet_lab.analysis (python -m alexnet_lab.analysis --help).
 """

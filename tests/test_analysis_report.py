@@ -94,6 +94,22 @@ def test_report_without_runs_changes_nothing(tmp_path: Path, capsys):
     assert generated_files(root) == before
 
 
+def test_a_kept_first_pass_lists_only_what_it_ran(experiments: Path):
+    # The ablation's runs moved to the first pass's folder, as claims 2-6's 24-epoch runs did.
+    for study in ("baseline", "dropout"):
+        (experiments / study / "runs").rename(experiments / study / "runs-24ep")
+    table = report_all(experiments, "cpu-24ep")
+    assert [row[3] for row in table] == ["small net"]  # no claim-1 or pending rows
+    assert table[0][6] == "reproduced" and table[0][0].startswith("[4. Dropout]")
+    first_pass = (experiments / "dropout" / "results-24ep.md").read_text()
+    assert "first pass: 24 epochs" in first_pass and "curves-24ep.png" in first_pass
+    # It never writes over today's claims table.
+    assert (experiments / "README.md").read_text() == CLAIMS_README
+    # Today's protocol has no claim-4 runs yet: its row says so.
+    dropout = next(row for row in report_all(experiments, "cpu") if "Dropout" in row[0])
+    assert dropout[4] == dropout[6] == "runs pending"
+
+
 def test_hand_written_verdict_may_not_contradict_the_rule(experiments: Path):
     (experiments / "dropout" / "README.md").write_text(
         "**Verdict:** no difference resolved, whatever the interval says\n"

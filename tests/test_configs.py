@@ -6,6 +6,7 @@ from pathlib import Path
 
 import hydra
 import pytest
+import torch
 from conftest import CONF, compose_config
 
 GROUPS = ["model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "debug"]
@@ -47,6 +48,27 @@ def test_imagenet_preset_is_the_papers_recipe(tmp_path: Path):
     assert (opt.lr, opt.momentum, opt.weight_decay) == (0.01, 0.9, 5e-4)
     assert cfg.scheduler._target_.endswith("ReduceLROnPlateau") and cfg.scheduler.factor == 0.1
     assert cfg.trainer.max_epochs == 90
+
+
+def test_study_small_steps_the_lr_where_its_comment_says(tmp_path: Path):
+    cfg = compose_config(["experiment=study_small"], tmp_path)
+    params = [torch.nn.Parameter(torch.zeros(1))]
+    optimizer = torch.optim.SGD(params, lr=cfg.optimizer.lr)
+    scheduler = hydra.utils.instantiate(cfg.scheduler, optimizer=optimizer)
+    lrs = []
+    for _ in range(cfg.trainer.max_epochs):  # Lightning steps it once per epoch
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert cfg.trainer.max_epochs == 36 and len(set(lrs)) == 3
+    assert lrs[23] == pytest.approx(0.01) and lrs[24] == pytest.approx(0.001)
+    assert lrs[29] == pytest.approx(0.001) and lrs[30] == pytest.approx(0.0001)
+
+
+def test_multistep_without_milestones_is_a_clear_error(tmp_path: Path):
+    cfg = compose_config(["scheduler=multistep"], tmp_path)
+    with pytest.raises(Exception, match="milestones"):
+        hydra.utils.instantiate(cfg.scheduler, optimizer=torch.optim.SGD([torch.zeros(1)], lr=1))
 
 
 @pytest.mark.parametrize(

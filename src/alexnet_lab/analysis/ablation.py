@@ -121,19 +121,23 @@ def compare(
 def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str, Any]] | None:
     """Rewrite the study's results and figures; its claims-table rows, or None (and nothing
     written) when none of its variant arms has runs."""
-    loaded = [compare(experiments, scale, c) for c in study.comparisons]
+    comparisons = study.comparisons
+    loaded = [compare(experiments, scale, c) for c in comparisons]
+    if scale.frozen:  # a kept first pass: only the comparisons it ran
+        kept = [i for i, (_, _, variant) in enumerate(loaded) if variant]
+        comparisons, loaded = tuple(comparisons[i] for i in kept), [loaded[i] for i in kept]
     if not any(variant for _, _, variant in loaded):
         return None
     study_dir = experiments / study.name
     failed = sum(
         len(load_arm(experiments, scale, arm)[1])
-        for c in study.comparisons
+        for c in comparisons
         for arm in (c.reference, c.variant)
     )
-    fig, axes = figures.figure(len(study.comparisons), 2, height=3.2, squeeze=False)
+    fig, axes = figures.figure(len(comparisons), 2, height=3.2, squeeze=False)
     sections, rows, seen = [], [], set()
     for column, (c, (paired, reference, variant)) in enumerate(
-        zip(study.comparisons, loaded, strict=True)
+        zip(comparisons, loaded, strict=True)
     ):
         verdict = stats.verdict(paired, c.paper_effect / 100)
         mde = stats.detectable_effect(paired.sd, paired.n)
@@ -175,9 +179,12 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
             figures.curve(ax, runs, "train_acc", f"{label}, train", color=f"C{i}", linestyle="--")
             figures.curve(ax, runs, "val_acc", f"{label}, val", color=f"C{i}")
         ax.set_title(c.label, fontsize=8)
-        ax.set_xlabel("epochs")
-        ax.set_ylabel("top-1 error (%)")
-        ax.legend(fontsize=6)
+        if reference or variant:
+            ax.set_xlabel("epochs")
+            ax.set_ylabel("top-1 error (%)")
+            ax.legend(fontsize=6)
+        else:
+            figures.empty(ax, stats.PENDING)
         figures.paired_panel(
             axes[1][column],
             paired,

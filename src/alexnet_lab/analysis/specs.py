@@ -21,10 +21,23 @@ class Scale:
     suffix: str  # appended to results/figure names ("" for the CPU protocol)
     marker: str  # the claims-table markers in experiments/README.md
     dataset: str
+    # A finished protocol kept beside its successor: its tables list only what it ran
+    # (no "runs pending" rows), and no run.sh writes there.
+    frozen: bool = False
 
 
 SCALES = {
     "cpu": Scale("cpu", "runs", "", "claims", "Fashion-MNIST, 500 images/class"),
+    # Claims 2-6's first CPU pass: 24 epochs at a constant lr, when the reference arm was
+    # still improving (experiments/README.md, "First pass").
+    "cpu-24ep": Scale(
+        "cpu-24ep",
+        "runs-24ep",
+        "-24ep",
+        "claims-24ep",
+        "Fashion-MNIST, 500 images/class, first pass: 24 epochs at a constant lr",
+        frozen=True,
+    ),
     "gpu": Scale("gpu", "runs-gpu", "-gpu", "claims-gpu", "Fashion-MNIST, all"),
     "gpu-cifar10": Scale(
         "gpu-cifar10", "runs-gpu-cifar10", "-gpu-cifar10", "claims-gpu-cifar10", "CIFAR-10"
