@@ -7,11 +7,12 @@ import math
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from analysis_fakes import fake_job, write_ablation, write_fig1
 
-from alexnet_lab.analysis import cli, fig1, lr_search, runs
+from alexnet_lab.analysis import ablation, cli, fig1, lr_search, runs
 from alexnet_lab.analysis.build import pending_table, report_all
 from alexnet_lab.analysis.specs import FIG1_CONDITIONS, LR_LADDER, MAX_GRID
 from alexnet_lab.errors import DataError
@@ -108,6 +109,17 @@ def test_a_kept_first_pass_lists_only_what_it_ran(experiments: Path):
     # Today's protocol has no claim-4 runs yet: its row says so.
     dropout = next(row for row in report_all(experiments, "cpu") if "Dropout" in row[0])
     assert dropout[4] == dropout[6] == "runs pending"
+
+
+def test_late_change_says_whether_an_arm_has_stopped_improving(tmp_path: Path):
+    # Validated every 3 epochs of 12: 30% at epoch 3, 24% at 6, 21% at 9, 20.5% at 12.
+    val = [np.nan, np.nan, 0.30, np.nan, np.nan, 0.24, np.nan, np.nan, 0.21, np.nan, np.nan, 0.205]
+    folder = fake_job(tmp_path / "seed_0", [0.3] * 12, val, ["seed=0"])
+    m = ablation.measure(runs.load_runs(folder)[0][0])
+    # Epoch 12 against the last validation at least 6 epochs before (epoch 6): -3.5 points.
+    assert m.late_change == pytest.approx(0.205 - 0.24)
+    short = fake_job(tmp_path / "seed_1", [0.3] * 3, val[:3], ["seed=1"])
+    assert math.isnan(ablation.measure(runs.load_runs(short)[0][0]).late_change)  # nothing earlier
 
 
 def test_hand_written_verdict_may_not_contradict_the_rule(experiments: Path):

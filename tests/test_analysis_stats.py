@@ -109,6 +109,7 @@ def test_censored_thresholds_are_counted_not_dropped():
 def test_one_spread_convention():
     assert stats.spread([0.1, 0.3], "{:.2f}") == "0.20 ± 0.14"  # sample SD, n - 1
     assert stats.spread([2.0]) == "2.0"
+    assert stats.spread([-0.1, -0.3], "{:+.2f}") == "-0.20 ± 0.14"  # signed mean, plain SD
     assert stats.spread([math.nan]) == "—"
 
 

@@ -28,6 +28,8 @@ from alexnet_lab.analysis.tables import (
 )
 
 CONVERGED = 0.15  # "converged": training error (with the arm's own regularisers) at or below
+# Has an arm stopped improving? Its val error's change over the run's last LATE epochs.
+LATE = 6
 
 
 @dataclass
@@ -39,6 +41,7 @@ class Measured:
     final_val_err: float
     final_train_err: float
     val_loss_rise: float
+    late_change: float  # val error, last validation - the last one LATE or more epochs before
     epochs_to_converge: float
 
 
@@ -49,18 +52,22 @@ def measure(run: Run) -> Measured:
     validated = np.flatnonzero(~np.isnan(val))
     if len(validated) == 0:
         nan = math.nan
-        return Measured(nan, nan, nan, nan, nan, nan)
+        return Measured(nan, nan, nan, nan, nan, nan, nan)
     scored = validated[~np.isnan(holdout[validated])]
     # The held-out slice's best epoch (the earliest of ties); without one, the last epoch.
     pick = scored[np.argmax(holdout[scored])] if len(scored) else validated[-1]
     train_err = run.errors("train_acc")
     val_loss = h["val_loss"].to_numpy(dtype=float)
+    epochs = h["epoch"].to_numpy(dtype=float)
+    earlier = validated[epochs[validated] <= epochs[validated[-1]] - LATE]
+    late_change = val[earlier[-1]] - val[validated[-1]] if len(earlier) else math.nan
     return Measured(
         selected_epoch=float(h["epoch"].iloc[pick]),
         val_err=1.0 - val[pick],
         final_val_err=1.0 - val[validated[-1]],
         final_train_err=float(train_err[-1]),
         val_loss_rise=float(val_loss[validated[-1]] - np.nanmin(val_loss)),
+        late_change=float(late_change),  # accuracy before - after = error after - before
         epochs_to_converge=stats.crossing_epoch(
             [0, *h["epoch"].tolist()], [1.0, *train_err.tolist()], CONVERGED
         ),
@@ -77,6 +84,8 @@ def by_seed(runs: list[Run], field: str) -> dict[int, float]:
 
 def arm_row(label: str, runs: list[Run]) -> list[Any]:
     m = [measure(r) for r in runs]
+    if not runs:
+        return [label, 0, *["—"] * (len(ARM_HEADER) - 2)]
     budget = float(max((r.epochs for r in runs), default=0))
     gaps = [x.final_val_err - x.final_train_err for x in m]
     return [
@@ -90,6 +99,7 @@ def arm_row(label: str, runs: list[Run]) -> list[Any]:
         stats.spread([x.final_train_err * 100 for x in m]),
         stats.spread([g * 100 for g in gaps]),
         stats.spread([x.val_loss_rise for x in m], "{:.3f}"),
+        stats.spread([x.late_change * 100 for x in m], "{:+.2f}"),
         stats.censored([x.epochs_to_converge for x in m], budget).describe(),
     ]
 
@@ -105,6 +115,7 @@ ARM_HEADER = [
     "final train err (%)",
     "val − train gap (points)",
     "val loss rise from its min",
+    f"val err change over the last {LATE} epochs (points)",
     f"epochs to {CONVERGED:.0%} train err",
 ]
 

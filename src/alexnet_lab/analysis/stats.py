@@ -191,7 +191,8 @@ def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
         return "—"
     text = fmt.format(float(np.mean(values)))
     if len(values) > 1:
-        text += " ± " + fmt.format(float(np.std(values, ddof=1)))
+        sd_fmt = fmt.replace("{:+", "{:")  # a signed mean ('+1.20'), an unsigned SD
+        text += " ± " + sd_fmt.format(float(np.std(values, ddof=1)))
     return text
 
 
