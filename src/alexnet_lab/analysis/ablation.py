@@ -83,9 +83,9 @@ def by_seed(runs: list[Run], field: str) -> dict[int, float]:
 
 
 def arm_row(label: str, runs: list[Run]) -> list[Any]:
-    m = [measure(r) for r in runs]
     if not runs:
         return [label, 0, *["—"] * (len(ARM_HEADER) - 2)]
+    m = [measure(r) for r in runs]
     budget = float(max((r.epochs for r in runs), default=0))
     gaps = [x.final_val_err - x.final_train_err for x in m]
     return [
