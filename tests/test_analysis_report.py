@@ -228,3 +228,36 @@ def test_speedup_says_when_neither_arm_reached_the_level(tmp_path: Path):
     # ReLU reaches 25% at epoch 1.5, tanh at 2.5: a ratio of 5/3 for every seed.
     text, verdict, paired = fig1.speedup_cell(relu, tanh, 0.25)
     assert text == "1.67× [1.67, 1.67], n=3" and paired.n == 3
+
+
+def test_continued_runs_show_whether_the_reference_kept_improving(tmp_path: Path):
+    experiments = tmp_path / "experiments"
+    readme = experiments / "baseline" / "README.md"
+    val = [np.nan, np.nan, 0.30, np.nan, np.nan, 0.24, np.nan, np.nan, 0.21, np.nan, np.nan, 0.20]
+    more = [np.nan, np.nan, 0.195, np.nan, np.nan, 0.19]  # epochs 13-18: one point off in all
+    for seed in range(5):
+        fake_job(
+            experiments / f"baseline/runs/reference/seed_{seed}", [0.3] * 12, val, [f"seed={seed}"]
+        )
+        start = val if seed < 4 else [v + 0.01 for v in val]  # seed 4 is not the same job
+        fake_job(
+            experiments / f"baseline/runs-48ep/reference/seed_{seed}",
+            [0.3] * 18,
+            start + more,
+            [f"seed={seed}", "trainer.max_epochs=18"],
+        )
+    readme.write_text("kept\n<!-- continued:start -->\nOLD\n<!-- continued:end -->\nkept\n")
+    report_all(experiments)
+    text = readme.read_text()
+    assert "seeds 0, 1, 2, 3, 4 run to epoch 18" in text
+    assert "for 4 of 5 seeds (differing: 4)" in text
+    # From the protocol's last 6 epochs on; the change is paired against epoch 12.
+    assert "| 6 | 24.2 ± 0.4 | — |" in text  # seed 4 starts a point higher
+    assert "| 12 | 20.2 ± 0.4 | — |" in text
+    assert "| 15 | 19.5 ± 0.0 | -0.70 [-1.26, -0.14], n=5 |" in text
+    assert "| 18 | 19.0 ± 0.0 | -1.20 [-1.76, -0.64], n=5 |" in text
+    assert "| 3 |" not in text and text.startswith("kept\n") and text.endswith("kept\n")
+    # Without continued runs the block is left as it is.
+    shutil.rmtree(experiments / "baseline" / "runs-48ep")
+    report_all(experiments)
+    assert readme.read_text() == text

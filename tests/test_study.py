@@ -293,3 +293,27 @@ def test_analysis_notebook_runs_headless_on_a_sweep(
     )
     assert "2 completed runs, 0 failed" in text and "val_err" in text
     assert (tmp_path / "sweep_curves.png").stat().st_size > 1000
+
+
+def test_baseline_continued_runs_the_same_jobs_longer_into_their_own_folder(tmp_path: Path):
+    # PY=echo prints the job command instead of running it.
+    script = REPO / "experiments" / "baseline" / "run.sh"
+    env = {**os.environ, "EXPERIMENTS": str(tmp_path), "PY": "echo", "SEEDS": "0"}
+    result = subprocess.run(
+        ["bash", str(script), "continued"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    job = next(line for line in result.stdout.splitlines() if "src/train.py" in line)
+    assert "experiment=study_small" in job and " seed=0 " in job
+    assert f"hydra.sweep.dir={tmp_path}/baseline/runs-48ep " in job
+    assert job.endswith("hydra.sweep.subdir=reference/seed_${seed}")
+    assert "trainer.max_epochs=48" in job
+    for args, message in ((["continued"], "STUDY_SCALE=cpu"), (["longer"], "usage")):
+        bad = subprocess.run(
+            ["bash", str(script), *args],
+            env={**env, "STUDY_SCALE": "gpu"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert bad.returncode == 2 and message in bad.stderr and not bad.stdout

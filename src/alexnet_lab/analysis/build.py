@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet_lab.analysis.ablation import report_study
+from alexnet_lab.analysis.continued import report_continued
 from alexnet_lab.analysis.fig1 import report_relu_vs_tanh
 from alexnet_lab.analysis.specs import (
     ABLATIONS,
@@ -86,6 +87,8 @@ def report_all(experiments: Path, scale: Scale | str = "cpu") -> list[list[str]]
             continue
         rows = rows or _pending([c.label for c in study.comparisons])
         table += _claim_rows(study.claim, f"{study.name}/", study.paper, study.others, rows)
+    if scale.runs == "runs":  # the CPU protocol's reference, continued past its end
+        report_continued(experiments)
     readme = experiments / "README.md"
     text = markdown_table(CLAIMS_HEADER, table)
     if readme.is_file() and not replace_between(readme, scale.marker, text):

@@ -1,0 +1,80 @@
+"""Has the reference arm stopped improving? The same jobs, run past the protocol's end.
+
+`experiments/baseline/runs-48ep/` holds the reference arm's seeds run for 48 epochs instead
+of 36 (the same preset with `trainer.max_epochs=48`: lr 1e-4 from epoch 30 on). The table
+gives the val error at every validation from the protocol's last LATE epochs on, and each
+epoch's change since the protocol's end, paired by seed. Since a job is deterministic, the
+continued run's first 36 epochs must equal the committed 36-epoch run's: the table says
+whether they do, so the extra epochs are known to extend the very runs the claims use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alexnet_lab.analysis import stats
+from alexnet_lab.analysis.ablation import LATE
+from alexnet_lab.analysis.runs import Run, load_runs
+from alexnet_lab.analysis.specs import BASELINE
+from alexnet_lab.analysis.tables import GENERATED, interval, markdown_table, replace_between
+
+CONTINUED_RUNS = "runs-48ep"
+MARKER = "continued"
+HEADER = ["epoch", "val top-1 err (%)", "change since the protocol's end (points), 95% CI"]
+
+
+def val_errors(run: Run) -> dict[int, float]:
+    """Val top-1 error at each validated epoch."""
+    h = run.history.dropna(subset=["val_acc"])
+    return dict(zip(h["epoch"].astype(int), 1.0 - h["val_acc"].astype(float), strict=True))
+
+
+def same_start(protocol: Run, continued: Run) -> bool:
+    """The continued run's first epochs equal the protocol run's history, value for value."""
+    head = continued.history.iloc[: protocol.epochs].reset_index(drop=True)
+    return protocol.epochs <= continued.epochs and head.equals(protocol.history)
+
+
+def continued_table(experiments: Path) -> str | None:
+    """The block for the baseline README, or None when no continued runs exist."""
+    arm = experiments / BASELINE.study
+    continued = {r.seed: r for r in load_runs(arm / CONTINUED_RUNS / BASELINE.folder)[0]}
+    if not continued:
+        return None
+    protocol = {r.seed: r for r in load_runs(arm / "runs" / BASELINE.folder)[0]}
+    end = max((r.epochs for r in protocol.values()), default=0)
+    errors = {seed: val_errors(r) for seed, r in continued.items()}
+    epochs = sorted({e for errs in errors.values() for e in errs if e >= end - LATE})
+    rows = []
+    for epoch in epochs:
+        at = {seed: errs[epoch] for seed, errs in errors.items() if epoch in errs}
+        at_end = {seed: errs[end] for seed, errs in errors.items() if end in errs}
+        change = interval(stats.paired_difference(at_end, at)) if epoch > end else "—"
+        rows.append([epoch, stats.spread([v * 100 for v in at.values()]), change])
+    paired = [s for s in sorted(errors) if s in protocol]
+    equal = [s for s in paired if same_start(protocol[s], continued[s])]
+    start = (
+        f"Their first {end} epochs equal the {end}-epoch runs' histories, value for value, "
+        f"for {len(equal)} of {len(paired)} seeds"
+        + (
+            "."
+            if len(equal) == len(paired)
+            else f" (differing: {', '.join(str(s) for s in paired if s not in equal)})."
+        )
+    )
+    last = max(epochs, default=end)
+    return (
+        f"{GENERATED}\n\nThe reference arm's seeds {', '.join(map(str, sorted(errors)))} run "
+        f"to epoch {last} (`{CONTINUED_RUNS}/`); val error as mean ± SD over seeds, its change "
+        f"since epoch {end} paired by seed. {start}\n\n{markdown_table(HEADER, rows)}"
+    )
+
+
+def report_continued(experiments: Path) -> None:
+    """Rewrite the block in experiments/baseline/README.md; with no continued runs, nothing."""
+    text = continued_table(experiments)
+    readme = experiments / BASELINE.study / "README.md"
+    if text is None or not readme.is_file():
+        return
+    if not replace_between(readme, MARKER, text):
+        print(f"{readme} has no <!-- {MARKER}:start/end --> markers: continued runs not shown.")
