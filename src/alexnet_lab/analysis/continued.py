@@ -52,16 +52,10 @@ def continued_table(experiments: Path) -> str | None:
         change = interval(stats.paired_difference(at_end, at)) if epoch > end else "—"
         rows.append([epoch, stats.spread([v * 100 for v in at.values()]), change])
     paired = [s for s in sorted(errors) if s in protocol]
-    equal = [s for s in paired if same_start(protocol[s], continued[s])]
-    start = (
-        f"Their first {end} epochs equal the {end}-epoch runs' histories, value for value, "
-        f"for {len(equal)} of {len(paired)} seeds"
-        + (
-            "."
-            if len(equal) == len(paired)
-            else f" (differing: {', '.join(str(s) for s in paired if s not in equal)})."
-        )
-    )
+    differing = [str(s) for s in paired if not same_start(protocol[s], continued[s])]
+    start = f"Their first {end} epochs equal the {end}-epoch runs' histories, value for value, "
+    start += f"for {len(paired) - len(differing)} of {len(paired)} seeds"
+    start += f" (differing: {', '.join(differing)})." if differing else "."
     last = max(epochs, default=end)
     return (
         f"{GENERATED}\n\nThe reference arm's seeds {', '.join(map(str, sorted(errors)))} run "
