@@ -87,7 +87,7 @@ def report_all(experiments: Path, scale: Scale | str = "cpu") -> list[list[str]]
             continue
         rows = rows or _pending([c.label for c in study.comparisons])
         table += _claim_rows(study.claim, f"{study.name}/", study.paper, study.others, rows)
-    if scale.runs == "runs":  # the CPU protocol's reference, continued past its end
+    if scale.name == "cpu":  # the CPU protocol's reference, continued past its end
         report_continued(experiments)
     readme = experiments / "README.md"
     text = markdown_table(CLAIMS_HEADER, table)

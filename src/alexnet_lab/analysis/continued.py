@@ -15,7 +15,7 @@ from pathlib import Path
 from alexnet_lab.analysis import stats
 from alexnet_lab.analysis.ablation import LATE
 from alexnet_lab.analysis.runs import Run, load_runs
-from alexnet_lab.analysis.specs import BASELINE
+from alexnet_lab.analysis.specs import BASELINE, SCALES
 from alexnet_lab.analysis.tables import GENERATED, interval, markdown_table, replace_between
 
 CONTINUED_RUNS = "runs-48ep"
@@ -41,14 +41,14 @@ def continued_table(experiments: Path) -> str | None:
     continued = {r.seed: r for r in load_runs(arm / CONTINUED_RUNS / BASELINE.folder)[0]}
     if not continued:
         return None
-    protocol = {r.seed: r for r in load_runs(arm / "runs" / BASELINE.folder)[0]}
+    protocol = {r.seed: r for r in load_runs(arm / SCALES["cpu"].runs / BASELINE.folder)[0]}
     end = max((r.epochs for r in protocol.values()), default=0)
     errors = {seed: val_errors(r) for seed, r in continued.items()}
     epochs = sorted({e for errs in errors.values() for e in errs if e >= end - LATE})
+    at_end = {seed: errs[end] for seed, errs in errors.items() if end in errs}
     rows = []
     for epoch in epochs:
         at = {seed: errs[epoch] for seed, errs in errors.items() if epoch in errs}
-        at_end = {seed: errs[end] for seed, errs in errors.items() if end in errs}
         change = interval(stats.paired_difference(at_end, at)) if epoch > end else "—"
         rows.append([epoch, stats.spread([v * 100 for v in at.values()]), change])
     paired = [s for s in sorted(errors) if s in protocol]
