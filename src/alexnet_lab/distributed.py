@@ -335,3 +335,37 @@ def eval_sampler(
             f"val/ split or fewer devices."
         )
     return UnrepeatedDistributedSampler(dataset, shuffle=False, **kwargs)
+
+
+# Strategies whose launcher re-runs sys.argv (Lightning's subprocess script launcher).
+RELAUNCHING = ("ddp", "fsdp", "deepspeed")
+NOT_RELAUNCHING = ("ddp_spawn", "ddp_fork", "ddp_notebook")
+
+
+def sweep_safe_strategy(trainer: Any, in_sweep: bool) -> dict[str, Any]:
+    """Trainer kwargs that keep a run on several devices from re-running the sweep.
+
+    trainer=cpu|gpu with trainer.devices>1 or num_nodes>1 leaves strategy "auto", which
+    Lightning turns into DDP with its stock launcher (module doc: inside -m that starts a
+    sweep per child). "auto" and "ddp" get SweepSafeDDPStrategy instead, in any run; another
+    strategy that relaunches the script is refused inside a sweep.
+    """
+    strategy = trainer.get("strategy", "auto")
+    devices, nodes = trainer.get("devices", 1), trainer.get("num_nodes", 1) or 1
+    several = nodes > 1 or not (devices in (1, "1", "auto") or _one_device_list(devices))
+    if not isinstance(strategy, str) or not several:
+        return {}
+    if strategy in ("auto", "ddp"):
+        return {"strategy": SweepSafeDDPStrategy()}
+    if in_sweep and strategy.startswith(RELAUNCHING) and strategy not in NOT_RELAUNCHING:
+        raise ConfigError(
+            f"trainer.strategy={strategy} on {devices} devices x {nodes} nodes inside a sweep "
+            f"(-m): its launcher re-runs the whole command, so every rank would start the "
+            f"sweep again. Use trainer=ddp (DDP whose ranks run only the current job), or run "
+            f"this job on its own without -m."
+        )
+    return {}
+
+
+def _one_device_list(devices: Any) -> bool:
+    return isinstance(devices, (list, tuple)) and len(devices) == 1

@@ -13,6 +13,7 @@ from typing import Any
 import lightning as L
 import torch
 import yaml
+from hydra import compose
 from hydra.experimental.callback import Callback as HydraCallback
 from hydra.types import RunMode
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
@@ -23,7 +24,17 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_lab.checks import REDACTED, redact_secrets
 from alexnet_lab.errors import TrainingDivergedError
 from alexnet_lab.files import atomic_write
-from alexnet_lab.sweeps import finished_job, override_list
+from alexnet_lab.resume import finished_job
+from alexnet_lab.sweep_guard import (
+    ALLOW_KEY,
+    SweepLock,
+    code_version,
+    config_fingerprint,
+    differences,
+    read_fingerprint,
+    record_allowed_change,
+)
+from alexnet_lab.sweeps import override_list
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +83,11 @@ class LastCheckpoint(ModelCheckpoint):
     where it also saves a top-k checkpoint: after an epoch that did not improve the
     monitored metric, "last" held an older state. Monitoring nothing, with one file kept,
     saves at every epoch end instead.
+
+    It also carries the epoch's metrics (`final_metrics`), saved at the train epoch's end
+    when the validation and training means of that epoch are both known: a job killed
+    after training but before its metrics.json, run again, trains nothing and records
+    these instead of nulls.
     """
 
     FILENAME = "last"
@@ -83,12 +99,34 @@ class LastCheckpoint(ModelCheckpoint):
             monitor=None,
             save_top_k=1,
             enable_version_counter=False,
+            save_on_train_epoch_end=True,
             **kwargs,
         )
+        self.final_metrics: dict[str, Any] = {}
 
     @property
     def path(self) -> str | None:
         return self.best_model_path or None  # with no monitor, the one file it keeps
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # Before the save, so the file holds the metrics of the weights it holds.
+        metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if v.numel() == 1}
+        self.final_metrics = {"global_step": trainer.global_step, "metrics": metrics}
+        super().on_train_epoch_end(trainer, pl_module)
+
+    def metrics_at(self, global_step: int) -> dict[str, float] | None:
+        """The metrics saved with the state at `global_step`, if that is the state saved."""
+        if self.final_metrics.get("global_step") != global_step:
+            return None
+        return self.final_metrics["metrics"]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {**super().state_dict(), "final_metrics": self.final_metrics}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        state_dict = dict(state_dict)
+        self.final_metrics = state_dict.pop("final_metrics", {})
+        super().load_state_dict(state_dict)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -125,6 +163,11 @@ def saved_overrides(path: Path) -> list[str] | None:
     return None if node is None else override_list(node)
 
 
+def without_allow(overrides: list[str]) -> list[str]:
+    """Overrides as compared between runs of a sweep: allow_config_change= is not one."""
+    return [o for o in overrides if not o.lstrip("+").startswith(f"{ALLOW_KEY}=")]
+
+
 class RunDirGuard(HydraCallback):
     """Hydra callback. Before a job writes anything: refuse a run folder that already
     holds a finished run, and a sweep folder that holds jobs of another sweep. After
@@ -155,6 +198,28 @@ class RunDirGuard(HydraCallback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
+        self._lock = SweepLock(sweep_dir)  # first: two processes must not both pass the checks
+        if (held := self._lock.acquire()) is not None:
+            self._refuse(
+                f"{sweep_dir} is in use by another process (host {held.get('host')}, pid "
+                f"{held.get('pid')}, started {held.get('started')}). Wait for it to end, or "
+                f"stop it; a lock left by a process that died is taken over by itself."
+            )
+        try:
+            self._check_same_sweep(config, sweep_dir)
+        except SystemExit:
+            self._lock.release()
+            raise
+
+    def __getstate__(self) -> dict[str, Any]:
+        # submitit pickles the callbacks for its workers; the lock stays with this process.
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+
+    def _check_same_sweep(self, config: DictConfig, sweep_dir: Path) -> None:
         finished = sorted(p.parent.name for p in sweep_dir.glob("*/metrics.json"))
         finished = [name for name in finished if finished_run(sweep_dir / name)]
         started = sorted(p.parents[1].name for p in sweep_dir.glob("*/.hydra/overrides.yaml"))
@@ -162,7 +227,8 @@ class RunDirGuard(HydraCallback):
             return
         before = saved_overrides(sweep_dir / "multirun.yaml")
         now = override_list(OmegaConf.select(config, "hydra.overrides.task"))
-        if before is not None and before == now:
+        if before is not None and without_allow(before) == without_allow(now):
+            self._check_same_config(config, sweep_dir)
             log.info(
                 "Continuing the sweep in %s: jobs completed before are skipped (%s), the "
                 "others continue from their newest checkpoint or start.",
@@ -178,14 +244,49 @@ class RunDirGuard(HydraCallback):
             f"an empty folder."
         )
 
+    def _check_same_config(self, config: DictConfig, sweep_dir: Path) -> None:
+        """Each job folder's fingerprint against its config composed now and today's code:
+        a sweep continued after an edit would put two configs in one arm."""
+        code = code_version()
+        changed: dict[str, list[str]] = {}
+        for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
+            job_dir = overrides_file.parents[1]
+            before = read_fingerprint(job_dir)
+            if before is None:
+                continue  # started before fingerprints were kept: nothing to compare
+            job_overrides = saved_overrides(overrides_file) or []
+            composed = compose(config.hydra.job.config_name, overrides=job_overrides)
+            diff = differences(before, {"config": config_fingerprint(composed), "code": code})
+            if diff:
+                changed[job_dir.relative_to(sweep_dir).as_posix()] = diff
+        if not changed:
+            return
+        listing = "\n".join(f"  job {job}: {'; '.join(d)}" for job, d in changed.items())
+        if config.get(ALLOW_KEY):
+            log.warning(
+                "Continuing %s under a changed config or code (%s=true); the summary says so:\n%s",
+                sweep_dir,
+                ALLOW_KEY,
+                listing,
+            )
+            record_allowed_change(sweep_dir, changed)
+            return
+        self._refuse(
+            f"{sweep_dir} holds jobs run under another config or code than this command "
+            f"composes now; continuing would mix both in one arm:\n{listing}\nUndo the "
+            f"change to finish the sweep as it was, start the changed one in a new folder "
+            f"(leave hydra.sweep.dir unset), or pass {ALLOW_KEY}=true to continue anyway "
+            f"(the summary then says so)."
+        )
+
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         job_dir = Path(config.hydra.runtime.output_dir)
         if OmegaConf.select(config, "hydra.mode") == RunMode.MULTIRUN:
             # A sweep run again: its job numbers must still name the same jobs (a glob
             # over a config group that gained an option would shift them).
             before = saved_overrides(job_dir / ".hydra" / "overrides.yaml")
-            now = redact_secrets(override_list(config.hydra.overrides.task))
-            if before is not None and redact_secrets(before) != now:
+            now = redact_secrets(without_allow(override_list(config.hydra.overrides.task)))
+            if before is not None and redact_secrets(without_allow(before)) != now:
                 self._refuse(
                     f"{job_dir} holds a run of other overrides ({' '.join(before)}) than "
                     f"this job ({' '.join(now)}): the sweep's jobs no longer match its "

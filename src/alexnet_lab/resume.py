@@ -12,6 +12,7 @@ nothing is picked up by accident.
 
 from __future__ import annotations
 
+import json
 import logging
 import pickle
 import shlex
@@ -77,6 +78,49 @@ def remove_cut_writes(folder: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def finished_job(job_dir: Path) -> dict[str, Any] | None:
+    """The saved result (metrics.json) of a run that completed in `job_dir`, else None."""
+    try:
+        metrics = json.loads((Path(job_dir) / "metrics.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
+
+
+class RunComplete(Exception):
+    """resume=RUN_DIR on a run that completed and has nothing left to train: its files are
+    left exactly as they are (run_task writes nothing) and the message says how to train
+    it further."""
+
+    def __init__(self, message: str, metrics: dict[str, Any]):
+        super().__init__(message)
+        self.metrics = metrics
+
+
+def check_not_complete(cfg: DictConfig, done: dict[str, Any] | None, found: dict | None) -> None:
+    """Raise RunComplete when the run in cfg.resume completed (`done`, its metrics.json)
+    and its newest checkpoint is its final state at the limit it is resumed with."""
+    if done is None or found is None or found["global_step"] != done.get("global_step"):
+        return
+    max_epochs = cfg.trainer.get("max_epochs")
+    max_steps = cfg.trainer.get("max_steps") or -1
+    at_step_limit = 0 < max_steps <= found["global_step"]
+    at_epoch_limit = max_epochs is not None and max_epochs >= 0 and done["epochs"] >= max_epochs
+    if not (at_step_limit or at_epoch_limit):
+        return  # a higher limit: it trains on
+    score = done.get("val/acc_top1")
+    shown = f", val/acc_top1 {score:.4g}" if isinstance(score, float) else ""
+    limit = f"trainer.max_steps={max_steps} steps" if at_step_limit else f"{max_epochs} epochs"
+    raise RunComplete(
+        f"{cfg.resume} is complete: it trained {done['epochs']} epochs, "
+        f"{done['global_step']} steps, of {limit}{shown}. Nothing to train; its files are left "
+        f"as they are. To train it further, raise the limit: python {sys.argv[0]} "
+        f"resume={cfg.resume} trainer.max_epochs={done['epochs'] + 10} (or a higher "
+        f"trainer.max_steps).",
+        done,
+    )
+
+
 def restore_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     """RUN_DIR's saved config with the plain key=value `overrides` applied on top."""
     saved = run_dir / ".hydra" / "config.yaml"
@@ -115,9 +159,12 @@ def prepare_resume(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, d
         with open_dict(restored):
             restored.resume = str(run_dir)
         cfg = restored
+    output_dir = Path(cfg.paths.output_dir)
     if rank_zero_only.rank == 0:  # the only writer; the others may start later than it
-        remove_cut_writes(Path(cfg.paths.output_dir) / CHECKPOINT_DIR)
-    found = newest_checkpoint(Path(cfg.paths.output_dir) / CHECKPOINT_DIR)
+        remove_cut_writes(output_dir / CHECKPOINT_DIR)
+    found = newest_checkpoint(output_dir / CHECKPOINT_DIR)
+    if cfg.get("resume"):
+        check_not_complete(cfg, finished_job(output_dir), found)
     if found is not None:
         log.info("Continuing from %s (epoch %d, step %d)", *found.values())
     elif cfg.get("resume"):

@@ -15,6 +15,7 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor
@@ -32,8 +33,8 @@ from alexnet_lab.interrupts import (
     say_how_to_continue,
     stop_signals,
 )
-from alexnet_lab.resume import CHECKPOINT_DIR
-from alexnet_lab.sweeps import finished_job
+from alexnet_lab.resume import CHECKPOINT_DIR, RunComplete, finished_job
+from alexnet_lab.sweep_guard import write_fingerprint
 from alexnet_lab.tracking import DatasetArtifact, wandb_identity
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,8 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
     output_dir = Path(cfg.paths.output_dir)
     if in_multirun() and (done := finished_job(output_dir)) is not None:
         return done
+    if rank_zero_only.rank == 0:
+        write_fingerprint(output_dir, cfg)  # what this job runs; a sweep rerun compares it
     with stop_signals.installed():
         return _run_task(task, cfg, output_dir)
 
@@ -166,19 +169,28 @@ def _run_task(task: Callable[[DictConfig], dict], cfg: DictConfig, output_dir: P
     result: dict[str, Any] = {"status": "failed"}
     try:
         require_complete(cfg)
-        result = {**task(cfg), "status": "completed"}
+        try:
+            result = {**task(cfg), "status": "completed"}
+        except InstantiationException as err:  # a value a constructor refused: a user error
+            raise user_error_from(err) from None
+    except RunComplete as complete:  # resume= on a finished run: say so, change nothing
+        log.info("%s", complete)
+        reset_after_job()
+        return complete.metrics
     except UserError as err:
         result["error"] = str(err)
         # A guard that ends a run on purpose names its own status ("stalled").
         result["status"] = getattr(err, "run_status", "failed")
         log.error("%s", err)
         if not in_multirun():
+            record_job(result, output_dir, start)
             raise SystemExit(1) from None
     except Exception as err:
         result["error"] = f"{type(err).__name__}: {err}"
         if not in_multirun():
             if rank_zero_only.rank:  # a DDP child: put the cause in its own log file
                 log.exception("Rank %d failed", rank_zero_only.rank)
+            record_job(result, output_dir, start)
             raise
         # One broken job must not end a long sweep: record it, go on to the next.
         log.exception("Job failed; the sweep goes on")
@@ -186,21 +198,42 @@ def _run_task(task: Callable[[DictConfig], dict], cfg: DictConfig, output_dir: P
         stop = stop_signals.stop_for(err)
         if stop is None:
             result["error"] = f"{type(err).__name__}: {err}"
+            record_job(result, output_dir, start)
             raise
         result.update(status=stop.status, signal=stop.signal_name, **stop_signals.reached)
+        record_job(result, output_dir, start)
         raise stop from None
-    finally:
-        result["wall_s"] = round(time.monotonic() - start, 2)
-        result["overrides"] = job_overrides()
-        result["output_dir"] = str(output_dir)
-        # DDP ranks, process group, launcher env: gone before the next job. A rank that
-        # died is named: rank 0 itself only sees its collective fail.
-        dead_ranks = reset_after_job(completed=result["status"] == "completed")
-        if dead_ranks and result["status"] == "failed":
-            result["error"] = "; ".join([*dead_ranks, result.get("error", "")])
-        if rank_zero_only.rank == 0:
-            write_json_atomic(output_dir / "metrics.json", redact_secrets(result))
-        finish_wandb(output_dir, result["status"])
-        if rank_zero_only.rank == 0 and "signal" in result:
-            say_how_to_continue(result)
+    record_job(result, output_dir, start)
     return result
+
+
+def record_job(result: dict[str, Any], output_dir: Path, start: float) -> None:
+    """metrics.json (the only place a job's status is written, with its metrics), then no
+    DDP ranks, process group or W&B run left for the next job."""
+    result["wall_s"] = round(time.monotonic() - start, 2)
+    result["overrides"] = job_overrides()
+    result["output_dir"] = str(output_dir)
+    # A rank that died is named: rank 0 itself only sees its collective fail.
+    dead_ranks = reset_after_job(completed=result["status"] == "completed")
+    if dead_ranks and result["status"] == "failed":
+        result["error"] = "; ".join([*dead_ranks, result.get("error", "")])
+    if rank_zero_only.rank == 0:
+        write_json_atomic(output_dir / "metrics.json", redact_secrets(result))
+    finish_wandb(output_dir, result["status"])
+    if rank_zero_only.rank == 0 and "signal" in result:
+        say_how_to_continue(result)
+
+
+def user_error_from(err: InstantiationException) -> UserError:
+    """The project's own error inside Hydra's wrapper, or the wrapper's message (the target
+    and the config key it was built for) as one paragraph."""
+    cause = err.__cause__
+    while cause is not None:
+        if isinstance(cause, UserError):
+            return cause
+        cause = cause.__cause__
+    message = str(err).replace("set env var HYDRA_FULL_ERROR=1 to see chained exception.", "")
+    return ConfigError(
+        f"{' '.join(message.split())} Check that entry of the config: its _target_ and "
+        f"arguments (python {Path(sys.argv[0]).name} --cfg job shows the config)."
+    )

@@ -32,6 +32,8 @@ from omegaconf.errors import OmegaConfBaseException
 from alexnet_lab.checks import redact_secrets
 from alexnet_lab.dashboards import log_summary_run
 from alexnet_lab.files import atomic_write
+from alexnet_lab.resume import finished_job
+from alexnet_lab.sweep_guard import changes_section
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +41,6 @@ FIRST_COLUMNS = ["job", "status", "overrides"]
 LAST_COLUMNS = ["wall_s", "error", "output_dir"]
 # Metric columns in this order when present; other numeric keys follow, sorted.
 PREFERRED = ["val/acc_top1", "val/acc_top5", "val/loss", "train/loss", "train/acc_top1"]
-
-
-def finished_job(job_dir: Path) -> dict[str, Any] | None:
-    """The saved result (metrics.json) of a run that completed in `job_dir`, else None."""
-    try:
-        metrics = json.loads((Path(job_dir) / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
 
 
 def hydra_subdir(output_dir: str, mode: Any, resume: Any) -> str | None:
@@ -164,6 +157,7 @@ def write_summary(sweep_dir: Path) -> list[dict[str, Any]]:
         lines.append("| " + " | ".join(cells) + " |")
     from alexnet_lab.analysis.aggregate import aggregate_section  # scipy: sweeps only
 
+    lines += changes_section(sweep_dir)  # continued under a changed config, on purpose
     lines += aggregate_section(sweep_dir, rows)  # arms over seeds; also aggregate.csv
     with atomic_write(sweep_dir / "summary.md") as f:
         f.write("\n".join(lines) + "\n")

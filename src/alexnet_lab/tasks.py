@@ -21,12 +21,12 @@ from alexnet_lab.checks import (
     why_unloadable,
 )
 from alexnet_lab.data import AlexNetDataModule
-from alexnet_lab.distributed import SeedPerRank, batch_split
+from alexnet_lab.distributed import SeedPerRank, batch_split, sweep_safe_strategy
 from alexnet_lab.errors import CheckpointError, DataError
 from alexnet_lab.module import AlexNetClassifier
 from alexnet_lab.reliability import LastCheckpoint
 from alexnet_lab.resume import prepare_resume
-from alexnet_lab.runs import build_callbacks, build_loggers, job_overrides, plain
+from alexnet_lab.runs import build_callbacks, build_loggers, in_multirun, job_overrides, plain
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,10 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     loggers = build_loggers(cfg)
     trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=loggers or False, callbacks=[*build_callbacks(cfg), SeedPerRank(seed)]
+        cfg.trainer,
+        logger=loggers or False,
+        callbacks=[*build_callbacks(cfg), SeedPerRank(seed)],
+        **sweep_safe_strategy(cfg.trainer, in_sweep=in_multirun()),
     )
     batch = batch_split(datamodule, trainer)  # data.global_batch_size over the devices
     with redacted_argv():  # W&B records the command line when its run starts, here
@@ -71,14 +74,35 @@ def train(cfg: DictConfig) -> dict[str, Any]:
 
     ckpt_path = resumed_from["checkpoint"] if resumed_from else cfg.get("ckpt_path")
     trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt_path)
-    summary = {**summarize_fit(trainer, model), **batch}
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if resumed_from and trainer.global_step == resumed_from["global_step"]:
+        # Nothing trained now (cut after training, before metrics.json): the final state's
+        # own metrics, never nulls.
+        metrics = final_metrics(trainer, model, datamodule)
+    summary = {**summarize_fit(trainer, model, metrics), **batch}
     if resumed_from:
         summary["resumed_from"] = resumed_from
     return summary
 
 
-def summarize_fit(trainer: L.Trainer, model: AlexNetClassifier) -> dict[str, Any]:
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+def final_metrics(
+    trainer: L.Trainer, model: AlexNetClassifier, datamodule: AlexNetDataModule
+) -> dict[str, float]:
+    """The metrics of the state a fit restored and did not train further: those last.ckpt
+    saved with it, else (a checkpoint without them) the validation metrics measured now."""
+    for callback in trainer.checkpoint_callbacks:
+        if isinstance(callback, LastCheckpoint):
+            saved = callback.metrics_at(trainer.global_step)
+            if saved is not None:
+                return saved
+    log.info("No metrics saved with the final state: validating it to record them.")
+    (validated,) = trainer.validate(model, datamodule=datamodule, verbose=False)
+    return validated
+
+
+def summarize_fit(
+    trainer: L.Trainer, model: AlexNetClassifier, metrics: dict[str, float]
+) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "val/acc_top1": metrics.get("val/acc_top1"),
         "val/acc_top5": metrics.get("val/acc_top5"),

@@ -1,0 +1,238 @@
+"""What makes a sweep folder one experiment: a lock held by the one process running it,
+and each job's fingerprint (the config keys that change results, and the code version)
+so that a rerun under another config or code is refused before any job starts."""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
+import subprocess
+import threading
+import time
+from datetime import datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from alexnet_lab.checks import redact_secrets
+from alexnet_lab.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+LOCK_FILE = ".sweep.lock"
+FINGERPRINT_FILE = "fingerprint.json"
+CHANGES_FILE = "config_changes.json"
+ALLOW_KEY = "allow_config_change"
+# Keys that say where results go and who watches them, not what they are.
+NOT_RESULTS = ("hydra", "paths", "logger", "resume", ALLOW_KEY)
+HEARTBEAT_S = 30.0
+# A lock from another host whose heartbeat is older than this belongs to a dead process.
+STALE_AFTER_S = 10 * HEARTBEAT_S
+PACKAGE_ROOT = Path(__file__).resolve().parent
+
+
+# --- fingerprints ---------------------------------------------------------------------------
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(PACKAGE_ROOT), *args],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+def code_version() -> dict[str, Any]:
+    """The code a job ran: git commit, whether tracked files differed from it (and a hash
+    of how the package's own sources did), the installed package version."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    diff = _git("diff", "HEAD", "--", str(PACKAGE_ROOT))
+    try:
+        version = metadata.version("alexnet-lab")
+    except metadata.PackageNotFoundError:
+        version = None
+    return {
+        "git_commit": commit.strip() if commit else None,
+        "git_dirty": bool(status.strip()) if status is not None else None,
+        "source_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
+        "package_version": version,
+    }
+
+
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(node, dict):
+        out: dict[str, Any] = {}
+        for key, value in node.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: node}
+
+
+def config_fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    """The job's composed config as dotted keys, unresolved (a `${...}` is compared as
+    written, so output paths and clocks do not differ), without the keys in NOT_RESULTS
+    and with credentials redacted (the file is kept with the run's results)."""
+    tree = OmegaConf.to_container(cfg, resolve=False)
+    kept = {k: v for k, v in tree.items() if k not in NOT_RESULTS}
+    return _flatten(redact_secrets(kept))
+
+
+def fingerprint(cfg: DictConfig) -> dict[str, Any]:
+    return {"config": config_fingerprint(cfg), "code": code_version()}
+
+
+def write_fingerprint(job_dir: Path, cfg: DictConfig) -> None:
+    """A job's fingerprint, written when it first starts; a job that continues keeps the
+    one it started with (a change allowed on purpose is logged in the sweep folder)."""
+    path = job_dir / FINGERPRINT_FILE
+    if not path.exists():
+        with atomic_write(path) as f:
+            json.dump(fingerprint(cfg), f, indent=1, sort_keys=True, default=str)
+
+
+def read_fingerprint(job_dir: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((job_dir / FINGERPRINT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _shown(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """`section.key: old → new` for every key that differs, config then code."""
+    lines = []
+    for section in ("config", "code"):
+        old, new = before.get(section, {}), now.get(section, {})
+        for key in sorted(set(old) | set(new)):
+            if old.get(key, "(absent)") != new.get(key, "(absent)"):
+                name = key if section == "config" else f"code.{key}"
+                shown_old = _shown(old[key]) if key in old else "(absent)"
+                shown_new = _shown(new[key]) if key in new else "(absent)"
+                lines.append(f"{name}: {shown_old} → {shown_new}")
+    return lines
+
+
+def record_allowed_change(sweep_dir: Path, changed: dict[str, list[str]]) -> None:
+    """Append to config_changes.json: the sweep continued under another config on purpose."""
+    path = sweep_dir / CHANGES_FILE
+    try:
+        history = json.loads(path.read_text())
+    except (OSError, ValueError):
+        history = []
+    history.append({"time": datetime.now().isoformat(timespec="seconds"), "jobs": changed})
+    with atomic_write(path) as f:
+        json.dump(history, f, indent=1)
+
+
+def changes_section(sweep_dir: Path) -> list[str]:
+    """Lines for summary.md: each time the sweep continued under a changed config."""
+    try:
+        history = json.loads((sweep_dir / CHANGES_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    lines = ["", "## The config changed during this sweep", ""]
+    for entry in history:
+        lines.append(
+            f"Continued with {ALLOW_KEY}=true on {entry['time']}: its arms mix runs of two "
+            f"configs or code versions."
+        )
+        for job, diff in sorted(entry["jobs"].items()):
+            lines.append(f"- job {job}: {'; '.join(diff)}")
+    return lines
+
+
+# --- the lock -------------------------------------------------------------------------------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
+class SweepLock:
+    """`.sweep.lock` in a sweep folder: host, pid and start time of the process running
+    the sweep. A second process is refused; a lock whose process is dead (same host: no
+    such pid; another host: no heartbeat for STALE_AFTER_S) is taken over."""
+
+    def __init__(self, sweep_dir: Path):
+        self.path = Path(sweep_dir) / LOCK_FILE
+        self.mine = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": datetime.now().isoformat(timespec="seconds"),
+        }
+        self._stop = threading.Event()
+
+    def holder(self) -> dict[str, Any] | None:
+        """The live process holding the lock, or None (no lock, or a stale one)."""
+        try:
+            held = json.loads(self.path.read_text())
+            age = time.time() - self.path.stat().st_mtime
+        except (OSError, ValueError):
+            return None
+        if held.get("host") == self.mine["host"]:
+            return held if _alive(int(held.get("pid", -1))) else None
+        return held if age < STALE_AFTER_S else None
+
+    def acquire(self) -> dict[str, Any] | None:
+        """Take the lock; return the live holder instead when another process has it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(2):
+            tmp = self.path.with_name(f"{LOCK_FILE}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self.mine))
+            try:
+                os.link(tmp, self.path)  # atomic: fails if a lock exists
+                break
+            except FileExistsError:
+                held = self.holder()
+                mine = held is not None and (held.get("host"), held.get("pid")) == (
+                    self.mine["host"],
+                    self.mine["pid"],
+                )
+                if held is not None and not mine:
+                    return held
+                if not mine:
+                    log.warning("Taking over %s: the process that held it is gone.", self.path)
+                self.path.unlink(missing_ok=True)
+            finally:
+                tmp.unlink(missing_ok=True)
+        else:
+            return self.holder() or {"host": "?", "pid": "?", "started": "?"}
+        atexit.register(self.release)
+        threading.Thread(target=self._heartbeat, daemon=True).start()
+        return None
+
+    def _heartbeat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            with contextlib.suppress(OSError):
+                os.utime(self.path)
+
+    def release(self) -> None:
+        self._stop.set()
+        try:
+            if json.loads(self.path.read_text()) == self.mine:
+                self.path.unlink()
+        except (OSError, ValueError):
+            pass
