@@ -305,6 +305,8 @@ def test_reach_objective_counts_epochs_to_the_target():
         ("trainer.devices=2", "one device"),
         ("+tune.space.optimizer.lrr={type:float,low:0.1,high:1}", "does not have"),
         ("tune.enqueue=[{model.dropout:0.1}]", "tune.enqueue names model.dropout"),
+        ("tune.lost.grace_s=0", "tune.lost.grace_s=0"),
+        ("tune.lost.retries=-1", "tune.lost.retries=-1"),
     ],
 )
 def test_settings_that_cannot_apply_are_refused(tmp_path: Path, override: str, message: str):

@@ -61,10 +61,20 @@ def folder_data_for_given_root(argv: list[str]) -> list[str]:
     """`python src/train.py data.root=DIR` with no data= choice means "my folder": add
     data=folder, so DIR gets the folder defaults (ImageNet statistics, workers) rather than
     the built-in slice's config. An experiment= preset brings its own data choice; with one
-    that keeps the built-in data, the built-in config refuses a foreign root by name."""
-    keys = {arg.split("=", 1)[0].lstrip("+~") for arg in argv[1:] if "=" in arg}
-    if "data.root" in keys and not keys & {"data", "experiment", "resume"}:
-        return [*argv, "data=folder"]
+    that keeps the built-in data, the built-in config refuses a foreign root by name.
+
+    data=folder goes right after the data.root= word: Hydra's argparse takes the overrides
+    as one unbroken run of words, so a word after `-m` or before `--cfg job` would be
+    refused, but next to an override it is always in that run (flag values such as `job`
+    have no `=`, and a `--flag=value` word is not an override)."""
+    keys = [
+        arg.split("=", 1)[0].lstrip("+~") if "=" in arg and not arg.startswith("-") else None
+        for arg in argv
+    ]
+    keys[0] = None  # the program
+    if "data.root" in keys and not set(keys) & {"data", "experiment", "resume"}:
+        at = keys.index("data.root") + 1
+        return [*argv[:at], "data=folder", *argv[at:]]
     return argv
 
 

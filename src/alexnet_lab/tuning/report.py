@@ -51,7 +51,13 @@ def _reason(trial: FrozenTrial) -> str:
     if trial.state == TrialState.PRUNED and "pruned_at_epoch" in trial.user_attrs:
         ran = trial.user_attrs["pruned_at_epoch"] + 1
         return f"pruned after {ran} of {trial.user_attrs.get('max_epochs', '?')} epochs"
-    return trial.user_attrs.get("fail_reason") or trial.system_attrs.get("fail_reason", "")
+    if trial.user_attrs.get("fail_reason"):
+        return trial.user_attrs["fail_reason"]
+    # A retry carries its lost original's system attributes, that trial's reason among them.
+    if trial.state == TrialState.FAIL and trial.system_attrs.get("fail_reason"):
+        return trial.system_attrs["fail_reason"]
+    retried = trial.system_attrs.get("failed_trial")  # what Optuna's retry callback sets
+    return "" if retried is None else f"retry of lost trial {retried}"
 
 
 def write_trials_csv(trials: list[FrozenTrial], path: Path, space: list[str]) -> None:

@@ -9,7 +9,8 @@ best.yaml and two figures (tuning/report.py).
 
 The study lives in DIR/journal.log (Optuna's journal file storage) or in the database
 `tune.storage` names, so a second run with the same DIR adds trials to the same study and
-any number of workers can share it. In a multirun each job (arm) has its own study:
+any number of workers can share it. A trial whose worker was killed is failed and run again
+(tuning/lost.py). In a multirun each job (arm) has its own study:
 DIR/<the job's overrides>.
 """
 
@@ -30,6 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from alexnet_lab.errors import ConfigError
 from alexnet_lab.runs import in_multirun, job_overrides, write_json_atomic
 from alexnet_lab.tracking import NAME_SKIP
+from alexnet_lab.tuning.lost import fail_lost_trials, study_storage
 from alexnet_lab.tuning.report import require_figures, summarize, write_outputs
 from alexnet_lab.tuning.space import hydra_value, search_space, suggest
 from alexnet_lab.tuning.trial import (
@@ -102,9 +104,7 @@ class Study:
         self.study = self.open()
 
     def open(self) -> optuna.Study:
-        storage = self.tune.storage or optuna.storages.JournalStorage(
-            optuna.storages.journal.JournalFileBackend(str(self.dir / "journal.log"))
-        )
+        storage = study_storage(self.tune.storage, self.dir, self.tune.lost)
         pruners = self.tune.pruners or {}
         if self.tune.pruner not in pruners:
             raise ConfigError(
@@ -127,6 +127,7 @@ class Study:
                 f"The study in {self.dir} optimises {study.user_attrs.get('objective')}, not "
                 f"{described['objective']}. Use another tune.dir for another objective."
             )
+        fail_lost_trials(study)  # trials left RUNNING by a killed worker; retries enqueued
         # Seeded: reproducible for a fresh study; offset by the trials already there and by
         # the worker, so a rerun or a second worker does not repeat the same samples.
         self.trials_before = len(study.trials)
