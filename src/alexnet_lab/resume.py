@@ -110,15 +110,19 @@ def check_not_complete(cfg: DictConfig, done: dict[str, Any] | None, found: dict
         return  # a higher limit: it trains on
     score = done.get("val/acc_top1")
     shown = f", val/acc_top1 {score:.4g}" if isinstance(score, float) else ""
-    limit = f"trainer.max_steps={max_steps} steps" if at_step_limit else f"{max_epochs} epochs"
+    limit = f"trainer.max_steps={max_steps}" if at_step_limit else f"max_epochs={max_epochs}"
     raise RunComplete(
-        f"{cfg.resume} is complete: it trained {done['epochs']} epochs, "
-        f"{done['global_step']} steps, of {limit}{shown}. Nothing to train; its files are left "
-        f"as they are. To train it further, raise the limit: python {sys.argv[0]} "
-        f"resume={cfg.resume} trainer.max_epochs={done['epochs'] + 10} (or a higher "
-        f"trainer.max_steps).",
+        f"{cfg.resume} is complete: it trained {_count(done['epochs'], 'epoch')} "
+        f"({_count(done['global_step'], 'step')}) of {limit}{shown}. Nothing to train; "
+        f"its files are left as they are. To train it further, raise the limit: "
+        f"python {sys.argv[0]} resume={cfg.resume} trainer.max_epochs={done['epochs'] + 10} "
+        f"(or a higher trainer.max_steps).",
         done,
     )
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" if n == 1 else f"{n} {unit}s"
 
 
 def restore_config(run_dir: Path, overrides: list[str]) -> DictConfig:
