@@ -122,7 +122,9 @@ def test_a_sweep_rerun_after_a_config_edit_is_refused_with_the_keys_named(
     for job in ("0", "1"):
         fingerprint = json.loads((sweep_dir / job / "fingerprint.json").read_text())
         assert fingerprint["config"]["optimizer.momentum"] == 0.9
-        assert {"git_commit", "git_dirty", "package_version"} <= set(fingerprint["code"])
+        assert {"source_sha256", "package_version", "git_commit", "git_dirty"} <= set(
+            fingerprint["code"]
+        )
         (sweep_dir / job / "metrics.json").unlink()  # as if both were cut short
 
     sgd = own_conf / "optimizer" / "sgd.yaml"
@@ -148,11 +150,17 @@ def test_a_sweep_rerun_under_other_code_is_refused(tmp_path: Path):
     run_entry_point("train.py", *sweep_args(images, sweep_dir), cwd=tmp_path)
     path = sweep_dir / "1" / "fingerprint.json"
     fingerprint = json.loads(path.read_text())
+    # Another commit alone is not other code (a README edit); other sources are.
     fingerprint["code"]["git_commit"] = "0" * 40
     path.write_text(json.dumps(fingerprint))
+    run_entry_point("train.py", *sweep_args(images, sweep_dir), cwd=tmp_path)
+    fingerprint["code"]["source_sha256"] = "f" * 16
+    path.write_text(json.dumps(fingerprint))
     refused = run_entry_point("train.py", *sweep_args(images, sweep_dir), cwd=tmp_path, check=False)
+    said = refused.stderr + refused.stdout
     assert refused.returncode != 0
-    assert f"code.git_commit: {'0' * 40} →" in refused.stderr + refused.stdout
+    assert f"job 1: code.source_sha256: {'f' * 16} →" in said, said[-2000:]
+    assert f"(git commit {'0' * 40} →" in said
 
 
 def test_a_sweep_folder_held_by_a_live_process_is_refused_naming_the_holder(tmp_path: Path):

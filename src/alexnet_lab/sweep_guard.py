@@ -55,22 +55,35 @@ def _git(*args: str) -> str | None:
     return out.stdout
 
 
+def source_sha256() -> str:
+    """A hash of every Python source of the package: the code a job runs, whatever git
+    says (an edit to a notebook or README does not change it)."""
+    digest = hashlib.sha256()
+    for path in sorted(PACKAGE_ROOT.rglob("*.py")):
+        digest.update(path.relative_to(PACKAGE_ROOT).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def code_version() -> dict[str, Any]:
-    """The code a job ran: git commit, whether tracked files differed from it (and a hash
-    of how the package's own sources did), the installed package version."""
+    """The code a job ran: the package's source hash and version (compared between runs),
+    and for the record the git commit and whether tracked files differed from it."""
     commit = _git("rev-parse", "HEAD")
     status = _git("status", "--porcelain", "--untracked-files=no")
-    diff = _git("diff", "HEAD", "--", str(PACKAGE_ROOT))
     try:
         version = metadata.version("alexnet-lab")
     except metadata.PackageNotFoundError:
         version = None
     return {
+        "source_sha256": source_sha256(),
+        "package_version": version,
         "git_commit": commit.strip() if commit else None,
         "git_dirty": bool(status.strip()) if status is not None else None,
-        "source_diff_sha256": hashlib.sha256(diff.encode()).hexdigest()[:16] if diff else None,
-        "package_version": version,
     }
+
+
+# What decides "other code": a new commit that changed only docs or notebooks does not.
+COMPARED_CODE = ("source_sha256", "package_version")
 
 
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
@@ -116,16 +129,20 @@ def _shown(value: Any) -> str:
 
 
 def differences(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """`section.key: old → new` for every key that differs, config then code."""
+    """`section.key: old → new` for every config key and compared code key that differs."""
     lines = []
     for section in ("config", "code"):
         old, new = before.get(section, {}), now.get(section, {})
-        for key in sorted(set(old) | set(new)):
+        keys = sorted(set(old) | set(new)) if section == "config" else COMPARED_CODE
+        for key in keys:
             if old.get(key, "(absent)") != new.get(key, "(absent)"):
                 name = key if section == "config" else f"code.{key}"
                 shown_old = _shown(old[key]) if key in old else "(absent)"
                 shown_new = _shown(new[key]) if key in new else "(absent)"
                 lines.append(f"{name}: {shown_old} → {shown_new}")
+    if any(line.startswith("code.") for line in lines):
+        commits = [d.get("code", {}).get("git_commit") for d in (before, now)]
+        lines.append(f"(git commit {commits[0]} → {commits[1]})")
     return lines
 
 
