@@ -112,6 +112,7 @@ def own_conf(tmp_path: Path) -> Path:
     return conf
 
 
+@pytest.mark.slow
 def test_a_sweep_rerun_after_a_config_edit_is_refused_with_the_keys_named(
     own_conf: Path, tmp_path: Path
 ):
@@ -144,6 +145,7 @@ def test_a_sweep_rerun_after_a_config_edit_is_refused_with_the_keys_named(
         assert json.loads((sweep_dir / job / "metrics.json").read_text())["status"] == ("completed")
 
 
+@pytest.mark.slow
 def test_a_sweep_rerun_under_other_code_is_refused(tmp_path: Path):
     images = make_image_folder(tmp_path / "images")
     sweep_dir = tmp_path / "sweep"
@@ -220,6 +222,7 @@ def test_a_second_process_on_a_running_sweep_is_refused(launcher: str, tmp_path:
 # --- one paragraph for a config that cannot be built --------------------------------------
 
 
+@pytest.mark.slow  # each case runs a sweep
 @pytest.mark.parametrize(
     ("override", "message"),
     [
