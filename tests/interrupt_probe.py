@@ -4,9 +4,13 @@ with tests/ on PYTHONPATH).
 `SendSignal` sends a signal to its own process (rank 0's) at a given optimizer step, once
 per run folder (a marker file), as Ctrl-C, `kill` or a scheduler would; with
 `again_on_save` it sends it once more while the checkpoint at the stop is being written.
-`Crash` raises on one rank at a given step. `job=N` limits either to sweep job N (the run
-folder's name). `StepLog` appends every optimizer step and epoch end the run trains to
-`steps.log` in the run folder, across restarts, so a test can tell what was trained twice.
+`SignalInValidation` sends one during the first validation, at rank 0's validation batch
+`batch`, once per run folder: to rank 0 alone (as `kill PID` would) or, with
+`every_rank`, each rank to itself (as a scheduler signalling every task would).
+`Crash` raises on one rank at a given step. `job=N` limits SendSignal or Crash to sweep
+job N (the run folder's name). `StepLog` appends every optimizer step and epoch end the
+run trains to `steps.log` in the run folder, across restarts, so a test can tell what
+was trained twice.
 """
 
 from __future__ import annotations
@@ -40,6 +44,20 @@ class SendSignal(Callback):
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if self.sent and self.again_on_save:
             self.again_on_save = False
+            os.kill(os.getpid(), self.signum)
+
+
+class SignalInValidation(Callback):
+    def __init__(self, batch: int = 0, signal: str = "SIGTERM", every_rank: bool = False):
+        self.batch, self.every_rank = int(batch), bool(every_rank)
+        self.signum = getattr(signals, signal)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *args):
+        marker = Path(trainer.default_root_dir) / f"sent_rank{trainer.global_rank}"
+        if marker.exists() or trainer.sanity_checking or batch_idx != self.batch:
+            return
+        if trainer.is_global_zero or self.every_rank:
+            marker.touch()
             os.kill(os.getpid(), self.signum)
 
 

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 from conftest import SRC, run_entry_point
+from wandb_offline import records
 
 from alexnet_lab.distributed import SeedPerRank, eval_sampler
 from alexnet_lab.errors import DataError
@@ -146,6 +149,32 @@ def test_seed_per_rank_gives_each_rank_its_own_reproducible_stream(monkeypatch):
     assert os.environ["PL_GLOBAL_SEED"] == "7"
 
 
+def streams(seed: int, rank: int) -> tuple[list[float], list[float], list[float]]:
+    """What torch, numpy and random draw on `rank` of a run of `seed` after SeedPerRank."""
+    SeedPerRank(seed).setup(fake_trainer(rank, 2), None, "fit")
+    return torch.rand(4).tolist(), np.random.rand(4).tolist(), [random.random() for _ in range(4)]
+
+
+def test_seed_per_rank_streams_of_two_seeds_never_coincide():
+    # With seed + rank, seed 7 on rank 1 was seed 8 on rank 0: a study's seeds 7 and 8
+    # shared their dropout and PCA noise.
+    for seed in (0, 7, 2**32 - 2):
+        ours, neighbours = streams(seed, 1), streams(seed + 1, 0)
+        for library, mine, theirs in zip(
+            ("torch", "numpy", "random"), ours, neighbours, strict=True
+        ):
+            assert mine != theirs, (seed, library)
+    assert streams(7, 1) == streams(7, 1)  # reproducible
+
+
+def test_seed_per_rank_keeps_rank_0_on_the_runs_own_seed():
+    """A one-process run draws what it drew before ranks had seeds of their own: the
+    committed single-device study results stay reproducible."""
+    torch.manual_seed(7), np.random.seed(7), random.seed(7)
+    plain = torch.rand(4).tolist(), np.random.rand(4).tolist(), [random.random() for _ in range(4)]
+    assert streams(7, 0) == plain
+
+
 # Two ranks, a val split of odd size with uneven batch counts per rank (17 images: two
 # batches on rank 0, 16: one on rank 1), the global batch split over the ranks.
 UNEVEN_VAL = [
@@ -195,6 +224,33 @@ def test_ranks_draw_their_own_noise_and_the_run_repeats(twice_on_two_ranks: list
     assert m1["data/batch_size_per_device"] == 16 and m1["data/world_size"] == 2
     assert m1["data/global_batch_size"] == 32
     assert m1["global_step"] == 2 * 128 // 32
+
+
+def mean_loss(run_dir: Path, rank: int) -> tuple[float, int]:
+    """A rank's mean training loss over the last epoch and its image count."""
+    losses = json.loads((run_dir / f"train_losses_rank{rank}.json").read_text())
+    images = sum(n for _, n in losses)
+    return sum(loss * n for loss, n in losses) / images, images
+
+
+@pytest.mark.slow
+def test_train_loss_is_the_mean_over_all_ranks(twice_on_two_ranks: list[Path]):
+    run_dir = twice_on_two_ranks[0]
+    (rank0, n0), (rank1, n1) = mean_loss(run_dir, 0), mean_loss(run_dir, 1)
+    assert n0 == n1 == 64 and abs(rank0 - rank1) > 1e-3  # distinct shards: distinct losses
+    every_image = (rank0 * n0 + rank1 * n1) / (n0 + n1)
+    m = metrics(run_dir)
+    assert m["train/loss"] == pytest.approx(every_image, rel=1e-5), "not rank 0's share"
+    # The epoch curve W&B plots (rank 0 logs it) is that mean too.
+    (wandb_run,) = run_dir.glob("wandb/offline-run-*")
+    curve = [
+        json.loads(item.value_json)
+        for record in records(wandb_run)
+        if record.WhichOneof("record_type") == "history"
+        for item in record.history.item
+        if (item.key or "/".join(item.nested_key)) == "train/loss_epoch"
+    ]
+    assert len(curve) == 2 and curve[-1] == pytest.approx(every_image, rel=1e-5)
 
 
 @pytest.mark.slow

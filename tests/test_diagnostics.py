@@ -17,10 +17,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from alexnet_lab.diagnostics import (
+    TINY_UPDATE_RATIO,
     StallGuard,
     TrainingDiagnostics,
     TrainingStalledError,
     head_sharpness,
+    stall_advice,
     weighted_layers,
 )
 from alexnet_lab.errors import ConfigError
@@ -165,8 +167,27 @@ def test_a_run_that_cannot_learn_is_named_with_the_numbers(tmp_path: Path, caplo
     assert guard.verdict["loss"] == pytest.approx(math.log(3), abs=1e-4)
     (message,) = [r.getMessage() for r in caplog.records if "stalled" in r.getMessage()]
     assert "after 20 optimizer steps" in message and "ln 3 = 1.099" in message
-    assert "another init" in message and "now 1e-12" in message
+    # lr=1e-12: the weights do not move, so the advice is a higher learning rate.
+    assert guard.verdict["update_ratio"] < 1e-9
+    assert "barely move" in message and "a higher optimizer.lr (now 1e-12)" in message
+    assert "lower" not in message
     assert "callbacks.stall_guard.stop=true" in message
+
+
+@pytest.mark.parametrize(
+    ("update_ratio", "says", "never"),
+    [
+        (1e-12, "try a higher optimizer.lr (now 1e-12)", "lower"),
+        (3e-6, "try a higher optimizer.lr (now 1e-12)", "lower"),
+        (2e-2, "a lower optimizer.lr (now 1e-12)", "higher"),
+        (None, "a lower optimizer.lr (now 1e-12)", "higher"),  # not measured
+    ],
+)
+def test_stall_advice_fits_how_far_the_weights_moved(update_ratio, says, never):
+    advice = stall_advice(update_ratio, 1e-12, "kaiming")
+    assert says in advice and never not in advice
+    if update_ratio is None or update_ratio > TINY_UPDATE_RATIO:
+        assert "another model.init (now kaiming)" in advice
 
 
 def test_stop_ends_a_run_that_cannot_learn(tmp_path: Path):
@@ -220,4 +241,4 @@ def test_a_stopped_run_records_status_stalled(tmp_path: Path, monkeypatch):
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == on_disk["status"] == "stalled"
     assert on_disk["error"].startswith("Training looks stalled: after 3 optimizer steps")
-    assert "another model.init (now kaiming)" in on_disk["error"]
+    assert "a higher optimizer.lr (now 1e-12)" in on_disk["error"]

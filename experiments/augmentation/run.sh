@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."  # the repository root
 source experiments/lib.sh
 PRESET=study_small
-run_arm augmentation no_augment data.augment=false
+run_arm augmentation no_augment data.augment=false data.pca_std=0
 run_arm augmentation no_pca data.pca_std=0
 finish

@@ -146,14 +146,90 @@ def check_train_config(cfg: DictConfig) -> None:
     pca_std = data.get("pca_std")
     if pca_std is not None and not (_number(pca_std) is not None and pca_std >= 0):
         problems.append(f"data.pca_std={pca_std}: use 0 (off) or more (the paper: 0.1).")
+    elif pca_std and data.get("augment") is False and not cfg.get("resume"):
+        # The data module draws no PCA noise without augmentation. A resumed run keeps its
+        # saved config, from before this check, and trains on as it did: without it.
+        problems.append(
+            f"data.augment=false with data.pca_std={pca_std}: the PCA colour noise is an "
+            f"augmentation and is not applied without the others. Set data.pca_std=0 too "
+            f"(ablation=no_augment does), or data.augment=true to apply it."
+        )
+    problems += _mean_problems(data.get("mean"), data.get("input_scale"))
 
     problems += check_trainer_config(cfg.get("trainer") or {})
     if problems:
         raise ConfigError(" ".join(problems))
 
 
+def _mean_problems(mean: Any, input_scale: Any) -> list[str]:
+    """data.mean is in [0, 1] pixel units at every input scale (the paper scale subtracts
+    255 x mean): 0-255 means (123.68, ...) would be subtracted 255 times over."""
+    if mean is None:
+        return []
+    values = list(mean) if isinstance(mean, Sequence) and not isinstance(mean, str) else [mean]
+    if all(_number(v) is not None and 0 <= v <= 1 for v in values):
+        return []
+    scale = "paper (which subtracts 255 x mean)" if input_scale == "paper" else "unit"
+    return [
+        f"data.mean={list(values)}: the per-channel mean is in [0, 1] pixel units at "
+        f"data.input_scale={scale}. Divide 0-255 means by 255 (ImageNet: "
+        f"[0.485, 0.456, 0.406])."
+    ]
+
+
+# The data keys that define what the network's inputs look like: a checkpoint only fits a
+# run whose inputs are prepared as it was trained on.
+INPUT_KEYS = ("input_scale", "mean", "std")
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    if isinstance(a, Sequence) and isinstance(b, Sequence) and not isinstance(a, str):
+        return len(a) == len(b) and all(_same_value(x, y) for x, y in zip(a, b, strict=True))
+    if _number(a) is not None and _number(b) is not None:
+        return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-12)
+    return a == b
+
+
+def check_inputs_fit(theirs: Mapping, ours: Mapping, path: Any) -> None:
+    """The class list and input preprocessing (INPUT_KEYS) of a checkpoint's hparams
+    (`theirs`) against this run's: a difference is refused, naming both values. Keys a
+    checkpoint lacks (saved before they existed) are not compared."""
+    differences = []
+    their_classes, our_classes = theirs.get("class_names"), ours.get("class_names")
+    if their_classes and our_classes and list(their_classes) != list(our_classes):
+        differences.append(
+            f"classes: the checkpoint's {_classes(their_classes)}, this run's "
+            f"{_classes(our_classes)}"
+        )
+    their_data, our_data = theirs.get("data") or {}, ours.get("data") or {}
+    for key in INPUT_KEYS:
+        a, b = their_data.get(key), our_data.get(key)
+        if a is not None and b is not None and not _same_value(a, b):
+            differences.append(f"data.{key}: the checkpoint's {_shown(a)}, this run's {_shown(b)}")
+    if differences:
+        raise CheckpointError(
+            f"{path} was trained on other inputs than this run prepares ({'; '.join(differences)})"
+            f". Its weights fit only inputs prepared as it was trained: pass the checkpoint's "
+            f"values (resume=RUN_DIR restores them: drop the overrides that change them), or "
+            f"start from scratch."
+        )
+
+
+def _shown(value: Any) -> str:
+    return (
+        str(list(value))
+        if isinstance(value, Sequence) and not isinstance(value, str)
+        else str(value)
+    )
+
+
+def _classes(names: Sequence[str]) -> str:
+    return f"{len(names)} ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''})"
+
+
 def check_checkpoint_fits(checkpoint: dict[str, Any], path: str, model: torch.nn.Module) -> None:
-    """A checkpoint given to train must have been trained with the same network and classes."""
+    """A checkpoint given to train must have been trained with the same network, classes
+    and input preprocessing."""
     hparams = checkpoint["hyper_parameters"]
     ours = model.hparams
     theirs_arch, our_arch = hparams["net"].get("arch"), ours["net"].get("arch")
@@ -169,6 +245,7 @@ def check_checkpoint_fits(checkpoint: dict[str, Any], path: str, model: torch.nn
             f"run builds {describe(our_arch, our_classes)}. Pass the model= and data that the "
             f"checkpoint was trained with, or leave out ckpt_path to start from scratch."
         )
+    check_inputs_fit(hparams, ours, f"ckpt_path={path}")
     state = model.state_dict()
     mismatched = sorted(
         k

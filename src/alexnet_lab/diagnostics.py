@@ -198,6 +198,36 @@ class TrainingDiagnostics(Callback):
                 logger.log_metrics(metrics, step=step)
 
 
+# Per-step ||W_after - W_before|| / ||W_before|| below this: the weights barely move (healthy
+# SGD sits near 1e-3), and a stall is the learning rate's being too small, not too large.
+TINY_UPDATE_RATIO = 1e-5
+
+
+def stall_advice(update_ratio: float | None, lr: float, init: str | None) -> str:
+    """What to try for a loss stuck at chance, by how much the weights moved meanwhile
+    (`update_ratio`: per step, None when unknown): tiny updates need a higher learning
+    rate; otherwise the usual suspects are the init and a learning rate that overshoots."""
+    if update_ratio is not None and update_ratio < TINY_UPDATE_RATIO:
+        return (
+            f"The weights barely move (||dW||/||W|| about {update_ratio:.1e} per step; healthy "
+            f"SGD sits near 1e-3): try a higher optimizer.lr (now {lr:g}), and "
+            f"callbacks=diagnostics to see the first steps layer by layer."
+        )
+    if init == "paper":
+        try_init = "model.init=caffe (the paper's bias 1 can make the first steps overshoot)"
+    else:
+        try_init = f"another model.init (now {init})" if init else "another init"
+    moved = (
+        f"The weights move (||dW||/||W|| about {update_ratio:.1e} per step). "
+        if update_ratio is not None
+        else ""
+    )
+    return (
+        f"{moved}Try {try_init}, a lower optimizer.lr (now {lr:g}), and callbacks=diagnostics "
+        f"to see the first steps layer by layer (README: Paper recipe)."
+    )
+
+
 class StallGuard(Callback):
     """Warn when the training loss is still near chance after K optimizer steps; with
     `stop=True` end the run there, with status "stalled" in metrics.json.
@@ -206,6 +236,8 @@ class StallGuard(Callback):
     steps on ImageNet-sized runs, a fraction of a short one; runs shorter than min_steps
     are not judged. The loss judged is the mean over the `window` steps before K, all
     ranks together; "near chance" is above (1 - tolerance) x ln C. The check runs once.
+    The advice follows how far the weights moved over the window (`stall_advice`): one
+    copy of the parameters, held from the window's start to K.
     """
 
     def __init__(
@@ -247,6 +279,7 @@ class StallGuard(Callback):
         self.verdict: dict[str, float] | None = None  # set once judged (tests, notebooks)
         self._sum: torch.Tensor | None = None
         self._count = 0
+        self._start: tuple[int, list[torch.Tensor]] | None = None  # (step, weights)
 
     def judged_step(self, total_steps: float) -> int | None:
         """K for a run of `total_steps` optimizer steps (inf: no limit), None if too short."""
@@ -261,7 +294,29 @@ class StallGuard(Callback):
         self.check_step = self.judged_step(float(trainer.estimated_stepping_batches))
         if self.check_step is not None and trainer.global_step >= self.check_step:
             self.check_step = None  # resumed past K: judged (or not) by the first part
-        self._sum, self._count, self.verdict = None, 0, None
+        self._sum, self._count, self.verdict, self._start = None, 0, None, None
+
+    @torch.no_grad()
+    def on_train_batch_start(self, trainer, pl_module, batch: Any, batch_idx: int) -> None:
+        if self.check_step is None or self._start is not None:
+            return
+        if trainer.global_step >= self.check_step - min(self.window, self.check_step):
+            weights = [p.detach().clone() for p in pl_module.parameters()]
+            self._start = (trainer.global_step, weights)
+
+    @torch.no_grad()
+    def _update_ratio(self, pl_module, step: int) -> float | None:
+        """||W_now - W_start|| / ||W_start|| over all parameters, per step since the start."""
+        if self._start is None or step <= self._start[0]:
+            return None
+        start_step, before = self._start
+        self._start = None
+        now = list(pl_module.parameters())
+        size = torch.stack([w.float().norm() for w in before]).norm()
+        change = torch.stack([(p - w).float().norm() for p, w in zip(now, before, strict=True)])
+        if not size > 0:
+            return None
+        return float(change.norm() / size) / (step - start_step)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch: Any, batch_idx: int) -> None:
         if self.check_step is None:
@@ -280,26 +335,23 @@ class StallGuard(Callback):
     def _judge(self, trainer, pl_module, step: int, window: int) -> None:
         self.check_step = None
         if self._sum is None:
+            self._start = None
             return
         mean = float(trainer.strategy.reduce(self._sum / self._count, reduce_op="mean"))
         classes = num_classes(pl_module)
         chance = math.log(classes)
-        self.verdict = {"step": step, "loss": mean, "chance": chance}
+        update_ratio = self._update_ratio(pl_module, step)  # the same weights on every rank
+        self.verdict = {"step": step, "loss": mean, "chance": chance, "update_ratio": update_ratio}
         if not mean >= (1 - self.tolerance) * chance:  # NaN: StopOnNonFiniteLoss's case
             return
         lr = trainer.optimizers[0].param_groups[0]["lr"] if trainer.optimizers else float("nan")
         init = (getattr(pl_module, "hparams", {}).get("net") or {}).get("init")
-        if init == "paper":
-            try_init = "model.init=caffe (the paper's bias 1 can make the first steps overshoot)"
-        else:
-            try_init = f"another model.init (now {init})" if init else "another init"
         message = (
             f"Training looks stalled: after {step} optimizer steps the mean training loss "
             f"(steps {step - window}-{step - 1}) is {mean:.3f}, within "
             f"{self.tolerance:.0%} of chance (ln {classes} = {chance:.3f}) or above it. "
-            f"Try {try_init}, a lower optimizer.lr (now {lr:g}), and callbacks=diagnostics "
-            f"to see the first steps layer by layer (README: Paper recipe). If the run is "
-            f"only slow to start, judge it later: callbacks.stall_guard.after_steps."
+            f"{stall_advice(update_ratio, lr, init)} If the run is only slow to start, "
+            f"judge it later: callbacks.stall_guard.after_steps."
         )
         if self.stop:
             raise TrainingStalledError(

@@ -19,6 +19,12 @@ the rank that died and its log.
 When something else starts the ranks (torchrun, srun, submitit), Lightning's cluster
 environment says so and no process is launched: nothing here changes that path.
 
+And under DDP a SIGTERM does nothing collective where it lands (`agree_on_sigterm`):
+Lightning's handler broadcasts from inside the signal handler and its evaluation loop
+stops mid-validation on the signalled rank alone, so with uneven validation shards the
+ranks meet in different collectives and hang; interrupts.InterruptCheckpoint has the
+ranks agree on the stop at points every rank reaches instead.
+
 Also here, what every rank must agree on or must not share: its own random stream
 (`SeedPerRank`), the batch split between devices (`batch_per_device`) and a
 validation sampler that counts each image once (`eval_sampler`).
@@ -45,11 +51,53 @@ from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import (
     _SubprocessScriptLauncher,
 )
+from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
 from torch.utils.data import Dataset
 
 from alexnet_lab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+# Every private Lightning name this package relies on (here, in tracking.py and in the
+# tests), in one place: tests/test_upkeep.py checks each against the installed Lightning,
+# so an upgrade that renames or reshapes one fails there and not in a user's run (and
+# pyproject.toml pins lightning below its next minor release). "module:Class.name" with
+# parameter names: a callable taking exactly those (self left out); "module:Class().name"
+# with None: an attribute every instance has.
+_SUBPROCESS = "lightning.fabric.strategies.launchers.subprocess_script"
+_PL_SUBPROCESS = "lightning.pytorch.strategies.launchers.subprocess_script"
+_SIGNALS = "lightning.pytorch.trainer.connectors.signal_connector"
+LIGHTNING_PRIVATE_API: dict[str, tuple[str, ...] | None] = {
+    # RankObserver: Lightning's watcher of the child ranks, without its SIGKILL of rank 0.
+    f"{_SUBPROCESS}:_ChildProcessObserver": ("main_pid", "child_processes", "sleep_period"),
+    f"{_SUBPROCESS}:_ChildProcessObserver._run": (),
+    f"{_SUBPROCESS}:_ChildProcessObserver._terminate_all": (),
+    f"{_SUBPROCESS}:_ChildProcessObserver()._child_processes": None,
+    f"{_SUBPROCESS}:_ChildProcessObserver()._termination_signal": None,
+    "lightning.fabric.utilities.distributed:_set_num_threads_if_needed": ("num_processes",),
+    # JobScriptLauncher: Lightning's launcher, its children running only this Hydra job.
+    f"{_PL_SUBPROCESS}:_SubprocessScriptLauncher": (
+        "cluster_environment",
+        "num_processes",
+        "num_nodes",
+    ),
+    f"{_PL_SUBPROCESS}:_SubprocessScriptLauncher.launch": ("function", "args", "trainer", "kwargs"),
+    f"{_PL_SUBPROCESS}:_SubprocessScriptLauncher._call_children_scripts": (),
+    f"{_PL_SUBPROCESS}:_SubprocessScriptLauncher._check_can_spawn_children": (),
+    f"{_PL_SUBPROCESS}:_SubprocessScriptLauncher().procs": None,
+    f"{_PL_SUBPROCESS}:_SubprocessScriptLauncher().cluster_environment": None,
+    "lightning.pytorch.strategies:DDPStrategy._configure_launcher": (),
+    "lightning.pytorch.strategies:DDPStrategy()._launcher": None,
+    # RankLocalSigterm: Lightning's signal connector, without collectives in the handler.
+    f"{_SIGNALS}:_SignalConnector": ("trainer",),
+    f"{_SIGNALS}:_SignalConnector._sigterm_notifier_fn": ("signum", "_"),
+    f"{_SIGNALS}:_SignalConnector().received_sigterm": None,
+    "lightning.pytorch:Trainer()._signal_connector": None,
+    # tracking.LabWandbLogger: which checkpoints W&B uploads, and under which alias.
+    "lightning.pytorch.loggers:WandbLogger._scan_and_log_checkpoints": ("checkpoint_callback",),
+    "lightning.pytorch.loggers:WandbLogger()._log_model": None,
+    "lightning.pytorch.loggers:WandbLogger()._checkpoint_callbacks": None,
+}
 
 # What the launcher sets in the parent's environment (and its children inherit).
 LAUNCH_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -224,8 +272,45 @@ def _destroy_process_group() -> None:
         torch.distributed.destroy_process_group()
 
 
+class RankLocalSigterm(_SignalConnector):
+    """Lightning's signal connector, but under DDP its SIGTERM handler only logs: no
+    broadcast inside the signal handler (the other ranks are in some other collective, or
+    none), no `trainer.received_sigterm` (the evaluation loop would stop this rank
+    mid-validation alone) and no forwarding to the ranks this process started (a
+    scheduler that signals every task would signal them twice, and a second signal means
+    "exit at once"). interrupts.StopSignals records the stop on each rank and
+    InterruptCheckpoint has the ranks agree on it. One process: Lightning's handling."""
+
+    def _sigterm_notifier_fn(self, signum: Any, frame: Any) -> None:
+        if self.trainer.world_size > 1:
+            log.info("[rank: %d] Received SIGTERM: %s", self.trainer.global_rank, signum)
+            return
+        super()._sigterm_notifier_fn(signum, frame)
+
+
+def agree_on_sigterm(trainer: L.Trainer) -> None:
+    """Give `trainer` the RankLocalSigterm connector; call before fit registers handlers
+    (a callback's setup does)."""
+    if not isinstance(trainer._signal_connector, RankLocalSigterm):
+        trainer._signal_connector = RankLocalSigterm(trainer)
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of `rank`'s random streams in a run of `seed`.
+
+    Rank 0 keeps the run's own seed, so a one-process run draws exactly what it always
+    drew (the committed single-device study results repeat). Other ranks get a 64-bit seed
+    that numpy's SeedSequence mixes from (seed, rank): not `seed + rank`, with which
+    seed s on rank 1 was seed s+1 on rank 0 and two seeds of a study shared their noise.
+    """
+    if rank == 0:
+        return int(seed)
+    return int(np.random.SeedSequence([int(seed), int(rank)]).generate_state(1, np.uint64)[0])
+
+
 class SeedPerRank(L.Callback):
-    """Reseed torch, numpy and random with `seed + global rank` once the rank is known.
+    """Reseed torch, numpy and random with `rank_seed(seed, global rank)` once the rank is
+    known.
 
     `seed_everything` runs before the ranks exist, so every rank would draw the same
     dropout masks and PCA colour noise at every step: N ranks, one stream. Reseeding
@@ -240,11 +325,11 @@ class SeedPerRank(L.Callback):
         self.seed = int(seed)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        rank_seed = self.seed + trainer.global_rank
-        torch.manual_seed(rank_seed)  # CPU and every CUDA device
-        np.random.seed(rank_seed % 2**32)
-        random.seed(rank_seed)
-        log.debug("Rank %d: random streams seeded with %d", trainer.global_rank, rank_seed)
+        seed = rank_seed(self.seed, trainer.global_rank)
+        torch.manual_seed(seed)  # CPU and every CUDA device
+        np.random.seed(seed % 2**32)  # numpy's global generator takes 32 bits
+        random.seed(seed)
+        log.debug("Rank %d: random streams seeded with %d", trainer.global_rank, seed)
 
 
 def world_size(trainer: L.Trainer) -> int:

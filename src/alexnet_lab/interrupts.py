@@ -7,15 +7,19 @@
 | submitit's preemption signal (USR2)     | preempted           | submitit requeues it    |
 
 During training the first signal only asks for a stop: training ends after the current
-optimizer step (every DDP rank at the same one), `checkpoints/interrupted.ckpt` is written
-there (atomically, by the trainer's checkpoint plugin), metrics.json records the status and
-the step, W&B is told, and `resume=RUN_DIR` (or rerunning a sweep) continues from that file.
+optimizer step (every DDP rank at the same one; under DDP a signal during validation
+stops after the next step, or at the end of training, so the validation is recorded
+whole), `checkpoints/interrupted.ckpt` is written there (atomically, by the trainer's
+checkpoint plugin), metrics.json records the status and the step, W&B is told, and
+`resume=RUN_DIR` (or rerunning a sweep) continues from that file.
 Outside training there is nothing to save and the run stops at once. A second signal ends
 the process at once; every file is written atomically, so nothing is left half-written.
 
-Lightning's own SIGTERM handling stays in place (`trainer.received_sigterm`, its
-SIGTERMException, forwarding SIGTERM to DDP ranks it started); this adds SIGINT and the
-preemption signal to it and turns the outcome into a status and an exit code. Under
+Lightning's own SIGTERM handling stays in place for one process (`trainer.received_sigterm`,
+its SIGTERMException); this adds SIGINT and the preemption signal to it and turns the
+outcome into a status and an exit code. Under DDP each rank only records the signal and
+the ranks agree on the stop at the end of every optimizer step and at the end of
+training (distributed.RankLocalSigterm says why Lightning's handling hangs there). Under
 submitit, the preemption signal (SLURM sends it before a time limit, and at preemption
 with `PreemptParameters=send_user_signal`) is taken over while the job runs and handed
 back to submitit once the run is recorded, so submitit requeues the job; the requeued job
@@ -40,6 +44,7 @@ from hydra.types import RunMode
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from alexnet_lab.distributed import agree_on_sigterm
 from alexnet_lab.resume import resume_command
 from alexnet_lab.sweeps import continue_command, write_summary
 
@@ -180,6 +185,9 @@ class InterruptCheckpoint(Callback):
     def __init__(self, dirpath: str | Path, filename: str = INTERRUPT_CHECKPOINT) -> None:
         self.ckpt_path = str(Path(dirpath) / f"{filename}.ckpt")
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        agree_on_sigterm(trainer)  # under DDP, no collective where a SIGTERM lands
+
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         stop_signals.fitting = True
 
@@ -194,6 +202,12 @@ class InterruptCheckpoint(Callback):
         # distributed.eval_sampler), so no collective here: they stop at the next step.
         if trainer.world_size == 1:
             self._stop_if_requested(trainer)
+
+    def on_train_end(self, trainer: L.Trainer, *args: Any, **kwargs: Any) -> None:
+        # A signal during the last validation under DDP: no training step follows, and every
+        # rank gets here. (A checkpoint saved before the next epoch's first step does not
+        # resume: Lightning then takes that epoch as done.)
+        self._stop_if_requested(trainer)
 
     @staticmethod
     def _stop_if_requested(trainer: L.Trainer) -> None:

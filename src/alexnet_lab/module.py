@@ -11,6 +11,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
+from alexnet_lab.checks import check_inputs_fit
 from alexnet_lab.errors import ConfigError
 from alexnet_lab.models import count_parameters
 
@@ -59,10 +60,23 @@ class AlexNetClassifier(L.LightningModule):
         # of validation batches (no image is repeated to even them out).
         self.val_loss = MeanMetric()
         self.holdout_loss = MeanMetric()
+        # The same for the training loss: `train/loss_epoch` (metrics.json's train/loss) is
+        # the mean over every rank's images, not rank 0's share. `train/loss_step` stays
+        # this rank's batch: no extra collective per step.
+        self.train_loss = MeanMetric()
 
     @property
     def num_parameters(self) -> int:
         return count_parameters(self.net)
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Every checkpoint fit() restores (resume=RUN_DIR, a requeued job, ckpt_path): its
+        # classes and input preprocessing must be this run's (resume may override them).
+        try:
+            source = f"The checkpoint {self.trainer.ckpt_path}"
+        except RuntimeError:  # no trainer: load_from_checkpoint builds from the same hparams
+            source = "The checkpoint"
+        check_inputs_fit(checkpoint.get("hyper_parameters") or {}, self.hparams, source)
 
     def configure_model(self) -> None:
         # nn.Module.compile compiles in place: unlike `self.net = torch.compile(self.net)`
@@ -78,7 +92,8 @@ class AlexNetClassifier(L.LightningModule):
         logits = self(images)
         loss = self.criterion(logits, targets)
         self.train_top1(logits, targets)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.train_loss(loss.detach(), weight=len(targets))
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
         self.log("train/acc_top1", self.train_top1, on_step=False, on_epoch=True)
         return loss
 

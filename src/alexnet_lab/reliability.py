@@ -309,5 +309,6 @@ class RunDirGuard(HydraCallback):
             original = yaml.safe_load(path.read_text())
             cleaned = redact_secrets(original)
             if cleaned != original:
-                path.write_text(yaml.safe_dump(cleaned, sort_keys=False))
+                with atomic_write(path) as f:  # a failed write keeps the saved config whole
+                    f.write(yaml.safe_dump(cleaned, sort_keys=False))
                 log.info("Credentials redacted from %s (shown as %s)", path, REDACTED)

@@ -33,6 +33,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from alexnet_lab.files import atomic_write
+
 IDENTITY_FILE = "wandb_run.json"
 # Overrides that say where or how, not what: left out of run names.
 NAME_SKIP = ("resume", "hydra.", "paths.", "data.root", "logger", "trainer.devices")
@@ -104,7 +106,9 @@ def wandb_identity(cfg: DictConfig, logger_cfg: DictConfig, overrides: list[str]
         }
         if rank_zero_only.rank == 0:
             output_dir.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(identity, indent=2) + "\n")
+            # Atomically: a half-written file would be read back as the run's identity.
+            with atomic_write(path) as f:
+                f.write(json.dumps(identity, indent=2) + "\n")
     kwargs: dict[str, Any] = {
         **{key: identity[key] for key in ("id", "name", "group")},
         "tags": list(logger_cfg.get("tags") or ablation_tags(cfg)),

@@ -90,7 +90,8 @@ class AlexNetDataModule(L.LightningDataModule):
         self.persistent_workers = persistent_workers and num_workers > 0
         self.augment = augment
         self.ten_crop = ten_crop
-        # PCA noise is a training augmentation: data.augment=false turns it off too.
+        # PCA noise is a training augmentation: data.augment=false turns it off too (for a
+        # new run check_train_config refuses data.pca_std>0 with it: never dropped silently).
         self.normalizer = BatchNormalizer(mean, std, pca_std if augment else 0.0, eigval, eigvec)
         self.train_set: Dataset | None = None
         self.val_set: Dataset | None = None
