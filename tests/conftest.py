@@ -95,10 +95,14 @@ def run_entry_point(
     timeout: int = 300,
     check: bool = True,
     pythonpath: Path | None = None,
+    wandb_mode: str | None = "offline",
 ) -> subprocess.CompletedProcess:
     """Run `python src/<script> overrides...` in `cwd` (outputs/ and data/ land there);
-    `pythonpath`: a folder of probe modules the run imports (tests/)."""
-    env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd), "WANDB_MODE": "offline"}
+    `pythonpath`: a folder of probe modules the run imports (tests/); `wandb_mode`: the
+    child's WANDB_MODE (None: unset, as for a user who never set it)."""
+    env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd), "WANDB_MODE": wandb_mode}
+    if wandb_mode is None:
+        del env["WANDB_MODE"]
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
     result = subprocess.run(
