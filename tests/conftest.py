@@ -62,6 +62,19 @@ def folder_overrides(root: Path, *extra: str, batch_size: int = 8, epochs: int =
     ]
 
 
+@pytest.fixture(autouse=True)
+def environment_restored():
+    """What a test (or the code it runs: Lightning's seed_everything sets PL_GLOBAL_SEED,
+    W&B its WANDB_* keys) changes in os.environ is undone before the next test; a test
+    that means to change it uses monkeypatch. Wider fixtures' changes are kept: they were
+    made before this snapshot."""
+    saved = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "imagenet_like")

@@ -126,3 +126,19 @@ def test_the_guarding_tests_fail_on_a_deliberate_mistake(mutation: Mutation, tmp
         f"{mutation.name}: {' '.join(mutation.tests)} exited {result.returncode} "
         f"(1 expected: a failing test)\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
     )
+
+
+# conftest.environment_restored: a change to os.environ made without monkeypatch (here by
+# hand, in real tests by Lightning or W&B) is gone by the next test. Run in file order.
+LEAK_PROBE = "ALEXNET_LAB_TEST_LEAK_PROBE"
+
+
+def test_a_test_that_changes_the_environment_by_hand():
+    assert LEAK_PROBE not in os.environ
+    os.environ[LEAK_PROBE] = "leaked"
+    os.environ.pop("WANDB_SILENT", None)
+
+
+def test_the_next_test_does_not_see_that_change():
+    assert LEAK_PROBE not in os.environ
+    assert os.environ.get("WANDB_SILENT") == "true"
