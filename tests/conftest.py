@@ -62,6 +62,19 @@ def folder_overrides(root: Path, *extra: str, batch_size: int = 8, epochs: int =
     ]
 
 
+@pytest.fixture(autouse=True)
+def environment_restored():
+    """What a test (or the code it runs: Lightning's seed_everything sets PL_GLOBAL_SEED,
+    W&B its WANDB_* keys) changes in os.environ is undone before the next test; a test
+    that means to change it uses monkeypatch. Wider fixtures' changes are kept: they were
+    made before this snapshot."""
+    saved = dict(os.environ)
+    yield
+    for name in set(os.environ) - set(saved):
+        del os.environ[name]
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def image_folder(tmp_path: Path) -> Path:
     return make_image_folder(tmp_path / "imagenet_like")
@@ -95,10 +108,14 @@ def run_entry_point(
     timeout: int = 300,
     check: bool = True,
     pythonpath: Path | None = None,
+    wandb_mode: str | None = "offline",
 ) -> subprocess.CompletedProcess:
     """Run `python src/<script> overrides...` in `cwd` (outputs/ and data/ land there);
-    `pythonpath`: a folder of probe modules the run imports (tests/)."""
-    env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd), "WANDB_MODE": "offline"}
+    `pythonpath`: a folder of probe modules the run imports (tests/); `wandb_mode`: the
+    child's WANDB_MODE (None: unset, as for a user who never set it)."""
+    env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd), "WANDB_MODE": wandb_mode}
+    if wandb_mode is None:
+        del env["WANDB_MODE"]
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
     result = subprocess.run(

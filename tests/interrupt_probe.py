@@ -11,6 +11,8 @@ per run folder (a marker file), as Ctrl-C, `kill` or a scheduler would; with
 job N (the run folder's name). `StepLog` appends every optimizer step and epoch end the
 run trains to `steps.log` in the run folder, across restarts, so a test can tell what
 was trained twice.
+`StopStep` writes, on every rank, the optimizer step at which training stopped to
+`stop_step_rank<N>` in the run folder, so a test can read each rank's own stop.
 """
 
 from __future__ import annotations
@@ -83,3 +85,9 @@ class StepLog(Callback):
 
     def on_train_epoch_end(self, trainer, pl_module) -> None:
         self._write(trainer, f"epoch_end {trainer.current_epoch} {trainer.global_step}")
+
+
+class StopStep(Callback):
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        path = Path(trainer.default_root_dir) / f"stop_step_rank{trainer.global_rank}"
+        path.write_text(str(trainer.global_step))

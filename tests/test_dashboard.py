@@ -240,8 +240,12 @@ def no_network(*args, **kwargs):
     raise AssertionError("a test tried to reach the network")
 
 
-def test_online_saves_the_report_and_a_failure_leaves_the_spec(tmp_path, monkeypatch):
-    """W&B itself is mocked: the project look-up of the run sets, save, the report's URL."""
+@needs_workspaces
+def test_online_with_wandbs_report_api_mocked_saves_and_a_failure_leaves_the_spec(
+    tmp_path, monkeypatch
+):
+    """W&B's report API is mocked entirely (the project look-up of the run sets, save, the
+    report's URL): what is checked is this project's code around it, not W&B's."""
     import wandb_workspaces.reports.v2 as wr
     import wandb_workspaces.reports.v2.interface as wr_interface
 

@@ -254,9 +254,20 @@ def test_runs_without_wandb_and_with_logger_combinations(logger: str, tmp_path: 
     from alexnet_lab.runs import run_task
     from alexnet_lab.tasks import train
 
-    cfg = compose_config([*TINY, f"logger={logger}", "debug=fast_dev_run"], tmp_path)
+    # Not debug=fast_dev_run: under it Lightning's loggers write nothing.
+    steps = ["debug=limit", "trainer.max_epochs=1", "trainer.limit_train_batches=2"]
+    cfg = compose_config([*TINY, f"logger={logger}", *steps], tmp_path)
     assert run_task(train, cfg)["status"] == "completed"
     assert not (tmp_path / "wandb").exists()
+    wrote = {
+        "csv": (tmp_path / "csv" / "metrics.csv").is_file(),
+        "tensorboard": bool(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))),
+    }
+    expected = {"none": set(), "[csv,tensorboard]": {"csv", "tensorboard"}}[logger]
+    assert {name for name, found in wrote.items() if found} == expected
+    if "csv" in expected:
+        with open(tmp_path / "csv" / "metrics.csv") as f:
+            assert any(row.get("train/loss_step") for row in csv.DictReader(f))
 
 
 @pytest.mark.slow

@@ -107,10 +107,11 @@ def test_folder_batches_are_the_per_sample_transforms_stacked(tmp_path: Path):
 
 
 def test_decode_device_is_checked():
-    with pytest.raises(ConfigError, match="decode_device"):
+    with pytest.raises(ConfigError, match=r"data.decode_device='gpu': use 'cpu' .* or 'cuda'"):
         ImageFolderDataModule(root="x", decode_device="gpu")
     if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="no.*|sees none"):
+        no_gpu = r"decode_device=cuda .* PyTorch sees none .* Use data.decode_device=cpu"
+        with pytest.raises(ConfigError, match=no_gpu):
             ImageFolderDataModule(root="x", decode_device="cuda")
 
 

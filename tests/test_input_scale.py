@@ -46,7 +46,7 @@ def test_paper_preset_feeds_mean_subtracted_0_255_pixels(tmp_path: Path):
         ("synthetic", [0.229, 0.224, 0.225]),
     ],
 )
-def test_every_data_config_runs_at_either_scale(data_option, unit_std, tmp_path: Path):
+def test_every_data_config_composes_the_std_of_either_scale(data_option, unit_std, tmp_path: Path):
     base = [f"data={data_option}"] + ([] if data_option == "synthetic" else ["data.root=/x"])
     assert resolved_data(base, tmp_path)["std"] == unit_std
     assert resolved_data([*base, "data.input_scale=paper"], tmp_path)["std"] == PAPER_STD

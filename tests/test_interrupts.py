@@ -149,13 +149,16 @@ def test_a_second_ctrl_c_exits_at_once_and_corrupts_nothing(tmp_path: Path):
 
 @pytest.mark.slow
 def test_ddp_ranks_stop_at_the_same_step_when_only_rank_0_is_signalled(tmp_path: Path):
-    result = train(tmp_path, *RUN, *DDP_CPU, *signal_at(3), "trainer.max_epochs=1")
+    stop_step = "+callbacks.stop_step._target_=interrupt_probe.StopStep"
+    result = train(tmp_path, *RUN, *DDP_CPU, *signal_at(3), stop_step, "trainer.max_epochs=1")
     assert result.returncode == 130, result.stderr[-3000:]
     run_dir = only_run(tmp_path)
     m = metrics(run_dir)
     assert (m["status"], m["global_step"]) == ("interrupted", 3)
-    # Saved together (the save is collective) at that step; rank 1 then ended too.
+    # Saved together (the save is collective) at that step; rank 1 stopped there too.
     assert checkpoints_intact(run_dir)["interrupted.ckpt"]["global_step"] == 3
+    stops = {r: (run_dir / f"stop_step_rank{r}").read_text() for r in (0, 1)}
+    assert stops == {0: "3", 1: "3"}, "each rank's own stop step"
     assert (run_dir / "train_rank1.log").is_file()
 
 

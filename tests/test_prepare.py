@@ -36,7 +36,8 @@ def test_prepare_writes_the_papers_form_lists_bad_files_and_resumes(raw_tree, tm
     dst = tmp_path / "prepared"
     first = prepare_tree(raw_tree, dst, size=32, quality=90, workers=2, progress=False)
     assert first["converted"] == 18 + 1 and first["failed"] == 1
-    assert first["skipped_existing"] == 0 and first["images_per_s_per_core"] > 0
+    assert first["skipped_existing"] == 0
+    assert first["images_per_s_per_core"] > 0  # the rate: a smoke check (no bound on speed)
     assert "broken.JPEG" in (dst / FAILED_LIST).read_text()
     out = sizes(dst)
     assert len(out) == 19 and set(out.values()) == {(3, 32, 32)}

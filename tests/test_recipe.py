@@ -90,7 +90,7 @@ def test_check_runs_compose_to_the_preset_on_the_check_data(scale, tmp_path: Pat
     assert list(cfg.callbacks) == ["stop_on_nonfinite_loss"]
 
 
-def test_every_recipe_runs_in_a_folder_hydra_accepts(tmp_path: Path):
+def test_every_recipe_composes_with_a_run_folder_hydra_accepts(tmp_path: Path):
     for recipe in (*PRESETS, *grid()):
         run_dir = tmp_path / run_dir_name(recipe)
         overrides = run_overrides(recipe, tmp_path / "data", run_dir, steps=7, batch_size=32)

@@ -183,13 +183,16 @@ def test_holdout_loader_and_seeded_training_order(tmp_path: Path):
     root = make_image_folder(tmp_path / "tree", per_class=6)
     kwargs = dict(root=str(root), crop_size=24, batch_size=4, num_workers=0)
 
-    def first_batches(seed: int) -> list[torch.Tensor]:
+    def first_batches(seed: int, global_seed: int) -> list[torch.Tensor]:
         dm = converters.SubsetFolderDataModule(
             train_per_class=3, holdout_per_class=2, shuffle_seed=seed, **kwargs
         )
         dm.setup("fit")
-        torch.manual_seed(seed + 100)  # the global RNG must not decide the order
+        torch.manual_seed(global_seed)  # what dropout and augmentation draw from
         return [targets for _, targets in dm.train_dataloader()]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
     dm = converters.SubsetFolderDataModule(train_per_class=3, holdout_per_class=2, **kwargs)
     dm.setup("fit")
@@ -199,10 +202,10 @@ def test_holdout_loader_and_seeded_training_order(tmp_path: Path):
     val, holdout = dm.val_dataloader()
     assert len(holdout.dataset) == 6 and dm.val_loader_names == ["val", "holdout"]
     assert len(dm.test_dataloader().dataset) == 18  # evaluation scores val only
-    same = [torch.equal(a, b) for a, b in zip(first_batches(1), first_batches(1), strict=True)]
-    assert all(same)
-    different = first_batches(2)
-    assert not all(torch.equal(a, b) for a, b in zip(first_batches(1), different, strict=True))
+    # The order follows data.shuffle_seed alone: the global RNG neither decides it ...
+    assert all(same(first_batches(1, 100), first_batches(1, g)) for g in (101, 102, 103))
+    # ... nor hides a shuffle_seed change (several tries: 9 images could repeat by chance).
+    assert not any(same(first_batches(1, 100), first_batches(s, 100)) for s in (2, 3, 4))
 
 
 def test_width_scales_the_small_family_and_refuses_the_others():

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from pathlib import Path
 
+import hydra
 import pytest
 import torch
 from conftest import compose_config, folder_overrides, make_image_folder, run_entry_point
 
 from alexnet_lab.models import AlexNet, count_parameters
 from alexnet_lab.runs import run_task
-from alexnet_lab.tasks import train
+from alexnet_lab.tasks import load_checkpoint, model_from_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +117,43 @@ def test_eval_scores_a_runs_checkpoint_with_centre_and_ten_crops(
         assert 0.0 <= scores[key] <= 1.0, key
     # The checkpoint's last validation used the same centre crops: same top-1.
     assert scores["eval/acc_top1"] == pytest.approx(trained["val/acc_top1"])
+    # Ten-crop, scored here by hand: the softmax of each of the ten views, averaged; the
+    # loss is the NLL of that average, top-1 its argmax.
+    checkpoint = load_checkpoint(trained["last_checkpoint"])
+    model = model_from_checkpoint(checkpoint)
+    datamodule = hydra.utils.instantiate(checkpoint["hyper_parameters"]["data"], ten_crop=True)
+    datamodule.setup("test")
+    probs, targets = [], []
+    with torch.no_grad():
+        for batch in datamodule.test_dataloader():
+            views, labels = datamodule.on_after_batch_transfer(batch, 0)
+            assert views.shape[1] == 10, "ten views per image"
+            logits = model(views.flatten(0, 1)).view(len(labels), 10, -1)
+            probs.append(logits.softmax(-1).mean(1))
+            targets.append(labels)
+    probs, targets = torch.cat(probs), torch.cat(targets)
+    loss = torch.nn.functional.nll_loss(probs.log(), targets).item()
+    top1 = (probs.argmax(1) == targets).float().mean().item()
+    assert scores["eval/loss_10crop"] == pytest.approx(loss, rel=1e-4)
+    assert scores["eval/acc_top1_10crop"] == pytest.approx(top1)
+    assert scores["eval/loss_10crop"] != pytest.approx(scores["eval/loss"], rel=1e-4)
 
 
-def test_default_job_runs_offline_without_credentials_or_prompt(shared_data_dir, tmp_path):
+def test_default_job_runs_offline_without_credentials_or_prompt(
+    shared_data_dir, tmp_path, monkeypatch
+):
     """`python src/train.py` as a stranger runs it: no W&B key, no WANDB_MODE, no stdin."""
-    env_backup = {k: os.environ.pop(k) for k in ("WANDB_MODE", "WANDB_API_KEY") if k in os.environ}
-    try:
-        os.environ["HOME"] = str(tmp_path)  # no ~/.netrc
-        os.environ["NETRC"] = str(tmp_path / "no-netrc")
-        result = run_entry_point(
-            "train.py", "debug=limit", f"paths.data_dir={shared_data_dir}", cwd=tmp_path
-        )
-    finally:
-        os.environ.update(env_backup)
-        os.environ["WANDB_MODE"] = "offline"
+    for name in ("WANDB_API_KEY", "WANDB_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    result = run_entry_point(
+        "train.py",
+        "debug=limit",
+        f"paths.data_dir={shared_data_dir}",
+        cwd=tmp_path,
+        wandb_mode=None,  # not the tests' offline default: a stranger has none set
+    )
     (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
     assert read_metrics(run_dir)["status"] == "completed"
     assert list((run_dir / "wandb").glob("offline-run-*")), "W&B logged offline"
