@@ -24,9 +24,10 @@ test-slow: ## only the tests marked slow
 test-all: ## every test
 	WANDB_MODE=offline $(PY) -m pytest -m 'slow or not slow'
 
-lint: ## ruff lint and format check
+lint: ## ruff lint and format check, and the import layers (import-linter contracts in pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: ## ruff fix and format
 	$(VENV)/bin/ruff check --fix .

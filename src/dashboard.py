@@ -3,8 +3,8 @@
 import hydra
 from omegaconf import DictConfig
 
-from alexnet_lab.dashboards import publish
 from alexnet_lab.runs import run_task
+from alexnet_lab.sweeps.report import publish
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="dashboard")

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from alexnet_lab.export import export
+from alexnet_lab.inference.export import export
 from alexnet_lab.runs import run_task
 
 

@@ -3,7 +3,7 @@
 import hydra
 from omegaconf import DictConfig
 
-from alexnet_lab.inference import predict
+from alexnet_lab.inference.predict import predict
 from alexnet_lab.runs import run_task
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from alexnet_lab.recipe_check import PRESETS, format_table, run_recipe_check
+from alexnet_lab.bench.recipe_check import PRESETS, format_table, run_recipe_check
 
 
 def main() -> int:

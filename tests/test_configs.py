@@ -10,15 +10,17 @@ import hydra
 import lightning as L
 import pytest
 import torch
-from conftest import CONF, compose_config, make_image_folder
+from helpers.fakes import fake_fashion_source
+from helpers.project import CONF, compose_config, make_image_folder
 from omegaconf import OmegaConf
 from omegaconf.errors import MissingMandatoryValue
-from test_study import fake_fashion_source
 
 from alexnet_lab.data.prepare import prepare
 from alexnet_lab.errors import DataError
-from alexnet_lab.module import AlexNetClassifier
-from alexnet_lab.runs import build_callbacks, build_loggers, plain
+from alexnet_lab.jobs.folder import plain
+from alexnet_lab.runs import build_callbacks
+from alexnet_lab.tracking.loggers import build_loggers
+from alexnet_lab.training.module import AlexNetClassifier
 
 GROUPS = ["model", "data", "optimizer", "scheduler", "trainer", "logger", "callbacks", "debug"]
 

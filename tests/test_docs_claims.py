@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import REPO
+from helpers.project import REPO
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 TEST_REFERENCE = re.compile(r"(tests/[\w/]+\.py)::(\w+)")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import REPO
+from helpers.project import REPO
 
 
 class Mutation(NamedTuple):
@@ -33,15 +33,15 @@ MUTATIONS = [
         "src/alexnet_lab/data/converters.py",
         "generator = torch.Generator().manual_seed(int(self.shuffle_seed))",
         "generator = None",
-        ("tests/test_study.py::test_holdout_loader_and_seeded_training_order",),
+        ("tests/analysis/test_study.py::test_holdout_loader_and_seeded_training_order",),
     ),
     Mutation(
         "the second logger of logger=[csv,tensorboard] dropped",
-        "src/alexnet_lab/runs.py",
+        "src/alexnet_lab/tracking/loggers.py",
         "    return loggers\n",
         "    return loggers[:1]\n",
         (
-            "tests/test_experiments.py::"
+            "tests/tracking/test_experiments.py::"
             "test_runs_without_wandb_and_with_logger_combinations[[csv,tensorboard]]",
         ),
     ),
@@ -83,7 +83,7 @@ MUTATIONS = [
     ),
     Mutation(
         "ten-crop scores one view instead of the average of the ten",
-        "src/alexnet_lab/module.py",
+        "src/alexnet_lab/training/module.py",
         ".softmax(-1).view(b, v, -1).mean(1)",
         ".softmax(-1).view(b, v, -1)[:, 0]",
         ("tests/test_train.py::test_eval_scores_a_runs_checkpoint_with_centre_and_ten_crops",),

@@ -16,11 +16,19 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import CONF, SRC, folder_overrides, make_image_folder, run_entry_point, tree_digest
+from helpers.project import (
+    CONF,
+    SRC,
+    folder_overrides,
+    make_image_folder,
+    run_entry_point,
+    tree_digest,
+)
 
-from alexnet_lab.distributed import SweepSafeDDPStrategy, sweep_safe_strategy
 from alexnet_lab.errors import ConfigError
-from alexnet_lab.sweep_guard import LOCK_FILE
+from alexnet_lab.sweeps.lock import LOCK_FILE
+from alexnet_lab.training.ddp import sweep_safe_strategy
+from alexnet_lab.training.lightning_private import SweepSafeDDPStrategy
 
 METRICS = ("val/acc_top1", "val/acc_top5", "val/loss", "train/loss", "train/acc_top1")
 

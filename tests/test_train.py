@@ -11,11 +11,12 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
-from conftest import compose_config, folder_overrides, make_image_folder, run_entry_point
+from helpers.project import compose_config, folder_overrides, make_image_folder, run_entry_point
 
 from alexnet_lab.models import AlexNet, count_parameters
 from alexnet_lab.runs import run_task
-from alexnet_lab.tasks import load_checkpoint, model_from_checkpoint, train
+from alexnet_lab.tasks import train
+from alexnet_lab.training.restore import load_checkpoint, model_from_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,8 @@ from typing import Any
 
 from omegaconf import ListConfig, OmegaConf
 
+from alexnet_lab.jobs.folder import hydra_subdir
+
 
 def _or(value: Any, default: Any) -> Any:
     """`value` unless it is null/empty: `resume=RUN_DIR` picks the run folder."""
@@ -64,6 +66,7 @@ def register() -> None:
         ("gpus_per_node", _gpus_per_node),
         ("launch_id", _launch_id),
         ("input_std", _input_std),
+        ("hydra_subdir", hydra_subdir),  # conf/hydra/default.yaml: hydra.output_subdir
     )
     for name, fn in resolvers:
         OmegaConf.register_new_resolver(f"alexnet_lab.{name}", fn, replace=True)

@@ -3,10 +3,7 @@ a `metrics.json` at the end whatever happens, W&B closed, user errors as one par
 
 from __future__ import annotations
 
-import json
 import logging
-import netrc
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -19,42 +16,23 @@ from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import LearningRateMonitor
-from lightning.pytorch.loggers import Logger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from alexnet_lab.checks import redact_secrets
-from alexnet_lab.distributed import reset_after_job
 from alexnet_lab.errors import ConfigError, UserError
-from alexnet_lab.files import atomic_write
-from alexnet_lab.interrupts import (
-    STOP_EXIT_CODES,
-    InterruptCheckpoint,
-    say_how_to_continue,
-    stop_signals,
-)
-from alexnet_lab.resume import CHECKPOINT_DIR, RunComplete, finished_job
-from alexnet_lab.sweep_guard import write_fingerprint
-from alexnet_lab.tracking import DatasetArtifact, wandb_identity
+from alexnet_lab.files import write_json_atomic
+from alexnet_lab.jobs.commands import continue_command
+from alexnet_lab.jobs.folder import finished_job, in_multirun, job_overrides
+from alexnet_lab.jobs.resume import CHECKPOINT_DIR, RunComplete, resume_command
+from alexnet_lab.redaction import redact_secrets
+from alexnet_lab.sweeps.fingerprint import write_fingerprint
+from alexnet_lab.sweeps.summary import write_summary
+from alexnet_lab.tracking.loggers import finish_wandb
+from alexnet_lab.tracking.wandb_run import DatasetArtifact
+from alexnet_lab.training.ddp import reset_after_job
+from alexnet_lab.training.signals import InterruptCheckpoint, stop_signals
 
 log = logging.getLogger(__name__)
-
-
-def plain(cfg: DictConfig | None) -> Any:
-    """A resolved config as plain dicts/lists (what checkpoints and loggers store)."""
-    if cfg is None:
-        return None
-    return OmegaConf.to_container(cfg, resolve=True)
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    with atomic_write(path) as f:
-        json.dump(data, f, indent=2, sort_keys=True, default=str)
-        f.write("\n")
-
-
-def job_overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def folder_data_for_given_root(argv: list[str]) -> list[str]:
@@ -78,40 +56,6 @@ def folder_data_for_given_root(argv: list[str]) -> list[str]:
     return argv
 
 
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def wandb_credentials_available() -> bool:
-    """True when W&B could log in without asking: an API key in the env or in ~/.netrc."""
-    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
-        return True
-    try:
-        hosts = netrc.netrc(os.environ.get("NETRC")).hosts
-    except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        return False
-    return any("wandb" in host for host in hosts)
-
-
-def build_loggers(cfg: DictConfig) -> list[Logger]:
-    loggers = []
-    for name, logger_cfg in (cfg.get("logger") or {}).items():
-        kwargs = {}
-        if "WandbLogger" in logger_cfg.get("_target_", ""):
-            # Name, group, tags, job type; the same id when a run folder is resumed.
-            kwargs.update(wandb_identity(cfg, logger_cfg, redact_secrets(job_overrides())))
-            if logger_cfg.get("offline") is None:
-                # An explicit WANDB_MODE wins; otherwise never let wandb.init prompt for a login.
-                kwargs["offline"] = (
-                    os.environ["WANDB_MODE"] == "offline"
-                    if "WANDB_MODE" in os.environ
-                    else not wandb_credentials_available()
-                )
-        log.info("Logger %s", name)
-        loggers.append(hydra.utils.instantiate(logger_cfg, **kwargs))
-    return loggers
-
-
 def build_callbacks(cfg: DictConfig) -> list[Callback]:
     callbacks = [hydra.utils.instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     if any(lg.get("log_dataset") for lg in (cfg.get("logger") or {}).values()):
@@ -121,23 +65,6 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     # Not a config entry: Ctrl-C/SIGTERM/preemption must leave a checkpoint with any callbacks.
     callbacks.append(InterruptCheckpoint(Path(cfg.paths.output_dir) / CHECKPOINT_DIR))
     return callbacks
-
-
-def finish_wandb(output_dir: Path, status: str = "completed") -> None:
-    """End the active W&B run so the next job of a sweep gets its own, and say how to sync.
-    The run gets the job's status (summary `status`) and a matching exit code: only a
-    completed job shows as finished; a stop by a scheduler is marked preempting."""
-    wandb = sys.modules.get("wandb")
-    if wandb is None or wandb.run is None:
-        return
-    offline = wandb.run.settings.mode in ("offline", "dryrun")  # wandb >= 0.2x says dryrun
-    run_dir = Path(wandb.run.dir).parent
-    wandb.run.summary["status"] = status
-    if status in ("terminated", "preempted"):
-        wandb.run.mark_preempting()
-    wandb.finish(exit_code=0 if status == "completed" else STOP_EXIT_CODES.get(status, 1))
-    if offline:
-        log.info("W&B ran offline. Upload this run with:  wandb sync %s", run_dir)
 
 
 # What to say about a required value that was not given.
@@ -161,7 +88,7 @@ def run_task(task: Callable[[DictConfig], dict], cfg: DictConfig) -> dict:
     A UserError (bad config, bad data) becomes one logged paragraph: in a single
     run the process exits with status 1; in a sweep the job is marked failed and
     the other jobs go on. Ctrl-C, SIGTERM and preemption stop the run with a checkpoint
-    and their own status (interrupts.py); the process then exits with the signal's
+    and their own status (training/signals.py); the process then exits with the signal's
     status (130, 143) and a sweep stops after recording the job. A sweep run again in
     its folder skips the jobs that completed, leaving their folders as they are.
     """
@@ -247,3 +174,29 @@ def user_error_from(err: InstantiationException) -> UserError:
         f"{' '.join(message.split())} Check that entry of the config: its _target_ and "
         f"arguments (python {Path(sys.argv[0]).name} --cfg job shows the config)."
     )
+
+
+def say_how_to_continue(result: dict[str, Any]) -> None:
+    """After a stop: what happened, where the checkpoint is, and the one command that
+    continues (resume=RUN_DIR; in a sweep, the same command in the same sweep folder)."""
+    what = f"{result['status'].capitalize()} by {result['signal']}"
+    if "global_step" in result:
+        what += f" at epoch {result['epoch']}, step {result['global_step']}"
+    if result.get("checkpoint"):
+        what += f"; checkpoint saved: {result['checkpoint']}"
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
+        sweep_dir = Path(HydraConfig.get().sweep.dir)
+        write_summary(sweep_dir)  # the sweep stops before its callbacks run again
+        if result["status"] == "preempted":
+            log.warning("%s. submitit requeues the job, which continues from there.", what)
+            return
+        log.warning(
+            "%s. The sweep stops here (summary: %s). Continue it (completed jobs are skipped, "
+            "this one resumes, the rest start) with:\n  %s",
+            what,
+            sweep_dir / "summary.md",
+            continue_command(sweep_dir),
+        )
+        return
+    command = resume_command(Path(result["output_dir"]))
+    log.warning("%s.%s", what, f" Continue with:\n  {command}" if command else "")

@@ -8,7 +8,6 @@ from typing import Any
 
 import hydra
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig
 
@@ -16,17 +15,19 @@ from alexnet_lab.checks import (
     check_ablation_changes_something,
     check_checkpoint_fits,
     check_train_config,
-    redact_secrets,
-    redacted_argv,
-    why_unloadable,
 )
 from alexnet_lab.data import AlexNetDataModule
-from alexnet_lab.distributed import SeedPerRank, batch_split, sweep_safe_strategy
-from alexnet_lab.errors import CheckpointError, DataError
-from alexnet_lab.module import AlexNetClassifier
-from alexnet_lab.reliability import LastCheckpoint
-from alexnet_lab.resume import prepare_resume
-from alexnet_lab.runs import build_callbacks, build_loggers, in_multirun, job_overrides, plain
+from alexnet_lab.errors import DataError
+from alexnet_lab.jobs.folder import in_multirun, job_overrides, plain
+from alexnet_lab.jobs.resume import prepare_resume
+from alexnet_lab.redaction import redact_secrets, redacted_argv
+from alexnet_lab.runs import build_callbacks
+from alexnet_lab.tracking.loggers import build_loggers
+from alexnet_lab.training.checkpoints import LastCheckpoint
+from alexnet_lab.training.ddp import sweep_safe_strategy
+from alexnet_lab.training.module import AlexNetClassifier
+from alexnet_lab.training.ranks import SeedPerRank, batch_split
+from alexnet_lab.training.restore import load_checkpoint, model_from_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -135,47 +136,6 @@ def summarize_fit(
         if checkpoint.best_model_score is not None:
             summary[f"best/{checkpoint.monitor}"] = float(checkpoint.best_model_score)
     return summary
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint without unpickling code (weights_only) and check it is one of ours."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise CheckpointError(
-            f"ckpt_path={path} does not exist. Pass the path of a .ckpt file "
-            f"from a run's checkpoints/ folder."
-        )
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch.load fails in many ways on files that are not its own
-        raise CheckpointError(
-            f"{path} is not a checkpoint this project can read safely: "
-            f"{why_unloadable(path, err)}. Expected a Lightning .ckpt written by src/train.py."
-        ) from None
-    hparams = checkpoint.get("hyper_parameters", {}) if isinstance(checkpoint, dict) else {}
-    if (
-        isinstance(checkpoint, dict)
-        and checkpoint
-        and all(isinstance(v, torch.Tensor) for v in checkpoint.values())
-    ):
-        raise CheckpointError(
-            f"{path} holds bare network weights (a state_dict with {len(checkpoint)} tensors, "
-            f"e.g. torchvision's alexnet file), not a training checkpoint. Expected a .ckpt "
-            f"written by src/train.py. To classify images with torchvision's AlexNet weights: "
-            f"python src/predict.py model=alexnet_owt weights={path} 'images=[...]'."
-        )
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint or "net" not in hparams:
-        raise CheckpointError(
-            f"{path} is a PyTorch file but not an AlexNet Lab checkpoint (it lacks the "
-            f"state_dict and the model config). Expected a .ckpt written by src/train.py."
-        )
-    return checkpoint
-
-
-def model_from_checkpoint(checkpoint: dict[str, Any]) -> AlexNetClassifier:
-    model = AlexNetClassifier(**checkpoint["hyper_parameters"])
-    model.load_state_dict(checkpoint["state_dict"])
-    return model.eval()
 
 
 def evaluate(cfg: DictConfig) -> dict[str, Any]:

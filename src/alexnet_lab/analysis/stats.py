@@ -1,7 +1,7 @@
 """The study's statistics: paired differences, their 95% t-interval, the minimum detectable
 effect, the verdict rule and censored thresholds. Written once here and stated in
 experiments/README.md; every table and figure uses these functions, and so does every
-sweep's seed aggregate (alexnet_lab.analysis.aggregate: an arm's mean with its t-interval).
+sweep's seed aggregate (alexnet_lab.sweeps.aggregate: an arm's mean with its t-interval).
 
 Spread convention (one for every table and figure): an arm's value over seeds is its mean
 ± the sample standard deviation (n - 1); a figure's band is the same ± 1 SD; a

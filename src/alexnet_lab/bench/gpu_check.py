@@ -146,7 +146,7 @@ def train_rate(datamodule, cfg: GpuCheckConfig) -> dict[str, Any]:
 
     from alexnet_lab.bench.common import make_clock
     from alexnet_lab.bench.training import StepTimer, timing_trainer
-    from alexnet_lab.module import AlexNetClassifier
+    from alexnet_lab.training.module import AlexNetClassifier
 
     torch.manual_seed(0)
     net = OmegaConf.to_container(OmegaConf.load(REPO / "conf" / "model" / "alexnet.yaml"))

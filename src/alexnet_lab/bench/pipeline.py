@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from alexnet_lab.bench.common import BenchConfig, make_clock, median_rates
 from alexnet_lab.data import ImageFolderDataModule
+from alexnet_lab.data.gpu_decode import collate_encoded, decode_batch
 from alexnet_lab.data.prepare import prepare_tree
 from alexnet_lab.data.transforms import IMAGENET_MEAN, IMAGENET_STD, read_image_rgb
 
@@ -147,8 +148,6 @@ def bench_pipeline(cfg: BenchConfig, root: Path, prepared: Path) -> dict[str, An
 
 def bench_gpu_decode(root: Path, cfg: BenchConfig) -> float:
     """data.decode_device=cuda: batched nvJPEG decode + crop/flip on the GPU, images/s."""
-    from alexnet_lab.data.gpu_decode import collate_encoded, decode_batch
-
     dm = ImageFolderDataModule(
         root=str(root), crop_size=224, resize_size=256, batch_size=cfg.batch_size,
         decode_device="cuda",

@@ -16,7 +16,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from alexnet_lab.bench.common import INPUT_SIZES, BenchConfig, ModelCase, make_clock
 from alexnet_lab.models import AlexNet
-from alexnet_lab.module import AlexNetClassifier
+from alexnet_lab.training.module import AlexNetClassifier
 
 # ------------------------------------------------------------------- 3. the loop
 

@@ -27,6 +27,7 @@ from alexnet_lab.data.gpu_decode import (
     collate_encoded,
     decode_batch,
 )
+from alexnet_lab.data.sharding import batch_per_device, eval_sampler
 from alexnet_lab.data.transforms import (
     IMAGENET_EIGVAL,
     IMAGENET_EIGVEC,
@@ -37,7 +38,6 @@ from alexnet_lab.data.transforms import (
     TrainTransform,
     collate_images,
 )
-from alexnet_lab.distributed import batch_per_device, eval_sampler
 from alexnet_lab.errors import ConfigError, DataError
 from alexnet_lab.resolvers import INPUT_SCALES, PAPER_STD
 

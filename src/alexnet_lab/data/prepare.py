@@ -23,6 +23,7 @@ from torchvision.io import encode_jpeg
 from torchvision.transforms.v2 import functional as TF
 
 from alexnet_lab.data.folders import IMAGE_EXTENSIONS
+from alexnet_lab.data.shards import TREE_DIR, import_litdata, is_url, write_shards
 from alexnet_lab.data.transforms import (
     UnreadableImageError,
     crop_window,
@@ -196,8 +197,6 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError(f"format={fmt!r}: use one of {', '.join(FORMATS)}.")
     tree = cfg.dst
     if fmt == "litdata":
-        from alexnet_lab.data.shards import TREE_DIR, import_litdata, is_url
-
         import_litdata()  # before converting anything: the clear error if it is missing
         if is_url(cfg.dst):
             raise ConfigError(
@@ -210,8 +209,6 @@ def prepare(cfg: DictConfig) -> dict[str, Any]:
         cfg.src, tree, cfg.mode, cfg.size, cfg.quality, cfg.workers, cfg.progress
     )
     if fmt == "litdata":
-        from alexnet_lab.data.shards import write_shards
-
         stored_form = {k: summary[k] for k in ("mode", "size", "quality")}
         summary.update(write_shards(tree, cfg.dst, cfg.workers, cfg.progress, stored_form))
     log.info(

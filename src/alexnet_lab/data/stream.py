@@ -63,7 +63,7 @@ class StreamingDataModule(AlexNetDataModule):
     on local disk (null: litdata's defaults); unused for a local folder.
     """
 
-    sample_class = ShardSample  # tests/stream_probe.py swaps in one that keeps sample ids
+    sample_class = ShardSample  # tests/helpers/stream_probe.py swaps in one that keeps sample ids
 
     def __init__(
         self,

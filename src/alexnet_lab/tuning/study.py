@@ -29,8 +29,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from alexnet_lab.errors import ConfigError
-from alexnet_lab.runs import in_multirun, job_overrides, write_json_atomic
-from alexnet_lab.tracking import NAME_SKIP
+from alexnet_lab.files import write_json_atomic
+from alexnet_lab.jobs.folder import in_multirun, job_overrides
+from alexnet_lab.jobs.naming import NAME_SKIP
 from alexnet_lab.tuning.lost import fail_lost_trials, study_storage
 from alexnet_lab.tuning.report import require_figures, summarize, write_outputs
 from alexnet_lab.tuning.space import hydra_value, search_space, suggest

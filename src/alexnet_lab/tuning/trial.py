@@ -20,8 +20,8 @@ from lightning.pytorch import Callback
 from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from alexnet_lab.checks import redact_secrets
 from alexnet_lab.errors import ConfigError, TrainingDivergedError
+from alexnet_lab.redaction import redact_secrets
 from alexnet_lab.runs import run_task
 from alexnet_lab.tasks import train
 

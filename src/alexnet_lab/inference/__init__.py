@@ -1,0 +1,1 @@
+"""A trained network put to use: classify image files, export for serving."""
