@@ -5,6 +5,7 @@ locked, and a config that cannot be built is one paragraph."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -18,10 +19,10 @@ from pathlib import Path
 import pytest
 from helpers.project import (
     CONF,
-    SRC,
     folder_overrides,
     make_image_folder,
     run_entry_point,
+    start_entry_point,
     tree_digest,
 )
 
@@ -78,6 +79,28 @@ def test_resuming_a_completed_run_keeps_its_metrics_and_says_how_to_train_furthe
     assert longer["status"] == "completed" and longer["epochs"] == 2
     assert longer["global_step"] == 2 * metrics["global_step"]
     assert all(isinstance(longer[key], float) for key in METRICS), longer
+
+
+def csv_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_a_run_trained_further_keeps_the_csv_log_of_its_first_epochs(
+    run_dir: Path, tmp_path: Path
+):
+    """Lightning's CSV writer deletes metrics.csv when a run continues in its folder
+    (resume, a sweep job run again, a requeue): the rows of the epochs before the restart,
+    and the study's history.csv compacted from them, would be gone."""
+    log = run_dir / "csv" / "metrics.csv"
+    first = csv_rows(log)
+    assert {row["epoch"] for row in first if row.get("val/acc_top1")} == {"0"}
+
+    run_entry_point("train.py", f"resume={run_dir}", "trainer.max_epochs=2", cwd=tmp_path)
+    both = csv_rows(log)
+    assert {row["epoch"] for row in both if row.get("val/acc_top1")} == {"0", "1"}
+    kept = [{k: row[k] for k in first[0]} for row in both[: len(first)]]
+    assert kept == first  # the first epoch's rows as they were, the new ones after them
 
 
 def test_a_job_cut_before_its_metrics_json_is_completed_with_its_real_metrics(
@@ -205,15 +228,7 @@ def test_a_second_process_on_a_running_sweep_is_refused(launcher: str, tmp_path:
     images = make_image_folder(tmp_path / "images", per_class=20)
     sweep_dir = tmp_path / "sweep"
     args = sweep_args(images, sweep_dir, "trainer.max_epochs=40", f"hydra/launcher={launcher}")
-    env = {**os.environ, "ALEXNET_LAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
-    first = subprocess.Popen(
-        [sys.executable, str(SRC / "train.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    first = start_entry_point("train.py", *args, cwd=tmp_path)
     try:
         deadline = time.monotonic() + 120
         while not (sweep_dir / LOCK_FILE).exists():

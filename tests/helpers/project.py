@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from hydra import compose, initialize_config_dir
@@ -76,6 +77,36 @@ def compose_config(
     return cfg
 
 
+def entry_point_env(
+    cwd: Path, pythonpath: Path | None = None, wandb_mode: str | None = "offline"
+) -> dict[str, str]:
+    """The environment an entry point runs in under test: outputs/ and data/ in `cwd`;
+    `pythonpath`: a folder of probe modules the run imports (tests/); `wandb_mode`: the
+    child's WANDB_MODE (None: unset, as for a user who never set it)."""
+    env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd)}
+    env.pop("WANDB_MODE", None)
+    if wandb_mode is not None:
+        env["WANDB_MODE"] = wandb_mode
+    if pythonpath is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
+    return env
+
+
+def start_entry_point(
+    script: str, *args: str, cwd: Path, pythonpath: Path | None = None, **popen: Any
+) -> subprocess.Popen:
+    """Start `python src/<script> args...` in `cwd` without waiting, in its own process
+    group (a kill takes W&B's helper too); output discarded unless `popen` says where."""
+    options = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, str(SRC / script), *args],
+        cwd=cwd,
+        env=entry_point_env(cwd, pythonpath),
+        start_new_session=True,
+        **(options | popen),
+    )
+
+
 def run_entry_point(
     script: str,
     *overrides: str,
@@ -85,18 +116,11 @@ def run_entry_point(
     pythonpath: Path | None = None,
     wandb_mode: str | None = "offline",
 ) -> subprocess.CompletedProcess:
-    """Run `python src/<script> overrides...` in `cwd` (outputs/ and data/ land there);
-    `pythonpath`: a folder of probe modules the run imports (tests/); `wandb_mode`: the
-    child's WANDB_MODE (None: unset, as for a user who never set it)."""
-    env = {**os.environ, "ALEXNET_LAB_ROOT": str(cwd), "WANDB_MODE": wandb_mode}
-    if wandb_mode is None:
-        del env["WANDB_MODE"]
-    if pythonpath is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(pythonpath), os.environ.get("PYTHONPATH", "")])
+    """Run `python src/<script> overrides...` in `cwd` and wait (see entry_point_env)."""
     result = subprocess.run(
         [sys.executable, str(SRC / script), *overrides],
         cwd=cwd,
-        env=env,
+        env=entry_point_env(cwd, pythonpath, wandb_mode),
         capture_output=True,
         text=True,
         timeout=timeout,

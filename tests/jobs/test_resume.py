@@ -7,13 +7,11 @@ import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers.project import SRC, run_entry_point
+from helpers.project import run_entry_point, start_entry_point
 
 from alexnet_lab.jobs.resume import intact_checkpoint
 
@@ -43,16 +41,7 @@ def wait_for_step_checkpoint(run_root: Path, min_step: int, proc, timeout_s=300)
 
 
 def test_killed_run_resumes_in_its_folder_and_wandb_run(tmp_path: Path):
-    env = {**os.environ, "ALEXNET_LAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
-    proc = subprocess.Popen(
-        [sys.executable, str(SRC / "train.py"), *RUN],
-        cwd=tmp_path,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,  # its own process group: the kill takes W&B's helper too
-    )
+    proc = start_entry_point("train.py", *RUN, cwd=tmp_path)
     runs = tmp_path / "outputs" / "train" / "runs"
     try:
         run_dir = wait_for_step_checkpoint(runs, min_step=STEPS_PER_EPOCH + 1, proc=proc)

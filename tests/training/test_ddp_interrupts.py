@@ -14,13 +14,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from csv import DictReader
 from pathlib import Path
 
 import pytest
-from helpers.project import SRC, TESTS
+from helpers.project import TESTS, start_entry_point
 
 from alexnet_lab.jobs.resume import intact_checkpoint
 
@@ -45,21 +44,9 @@ BOUND_S = 90  # from the signal to the job's end; a gloo collective waits 30 min
 def train_bounded(root: Path, *overrides: str, timeout: int = 240) -> tuple[int, float]:
     """src/train.py in its own process group: (exit status, when it ended). A run still
     going after `timeout` seconds is killed with all its ranks and fails the test."""
-    env = {
-        **os.environ,
-        "ALEXNET_LAB_ROOT": str(root),
-        "WANDB_MODE": "offline",
-        "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")]),
-    }
     log = (root / "train.out").open("a")  # a resumed run adds to the first one's
-    proc = subprocess.Popen(
-        [sys.executable, str(SRC / "train.py"), *overrides],
-        cwd=root,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
+    proc = start_entry_point(
+        "train.py", *overrides, cwd=root, pythonpath=TESTS, stdout=log, stderr=subprocess.STDOUT
     )
     try:
         code = proc.wait(timeout=timeout)

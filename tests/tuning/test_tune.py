@@ -23,6 +23,7 @@ from helpers.project import (
     compose_config,
     make_image_folder,
     run_entry_point,
+    start_entry_point,
 )
 from helpers.tuning import ONE_STEP, read_trials, toy
 from helpers.wandb_offline import read_wandb_run
@@ -144,12 +145,11 @@ def test_two_workers_at_once_share_one_study(tmp_path: Path):
     study_dir = tmp_path / "study"
     args = [*toy(root, *ONE_STEP, epochs=1), f"tune.dir={study_dir}", "tune.n_trials=2"]
     args.append("tune.figures=false")
-    env = {**os.environ, "ALEXNET_LAB_ROOT": str(tmp_path), "WANDB_MODE": "offline"}
     workers = [
-        subprocess.Popen(
-            [sys.executable, str(SRC / "tune.py"), *args],
+        start_entry_point(
+            "tune.py",
+            *args,
             cwd=tmp_path,
-            env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

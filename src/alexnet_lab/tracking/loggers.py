@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from alexnet_lab.jobs.folder import job_overrides
 from alexnet_lab.redaction import redact_secrets
 from alexnet_lab.tracking.wandb_run import wandb_identity
+from alexnet_lab.training.lightning_private import KeptCSVLogger  # conf/logger/csv.yaml
 from alexnet_lab.training.signals import STOP_EXIT_CODES
 
 log = logging.getLogger(__name__)
@@ -66,3 +67,6 @@ def finish_wandb(output_dir: Path, status: str = "completed") -> None:
     wandb.finish(exit_code=0 if status == "completed" else STOP_EXIT_CODES.get(status, 1))
     if offline:
         log.info("W&B ran offline. Upload this run with:  wandb sync %s", run_dir)
+
+
+__all__ = ["KeptCSVLogger", "build_loggers", "finish_wandb", "wandb_credentials_available"]

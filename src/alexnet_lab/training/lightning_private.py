@@ -9,6 +9,7 @@ See training/ddp.py for why each piece exists."""
 
 from __future__ import annotations
 
+import csv
 import logging
 import os
 import subprocess
@@ -19,7 +20,9 @@ import lightning as L
 import torch
 from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
 from lightning.fabric.utilities.distributed import _set_num_threads_if_needed
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+from lightning.pytorch.loggers.logger import rank_zero_experiment
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import (
     _SubprocessScriptLauncher,
@@ -71,6 +74,10 @@ LIGHTNING_PRIVATE_API: dict[str, tuple[str, ...] | None] = {
     "lightning.pytorch.loggers:WandbLogger._scan_and_log_checkpoints": ("checkpoint_callback",),
     "lightning.pytorch.loggers:WandbLogger()._log_model": None,
     "lightning.pytorch.loggers:WandbLogger()._checkpoint_callbacks": None,
+    # KeptCSVLogger: a continued run's CSV log appended to, not deleted.
+    "lightning.pytorch.loggers.csv_logs:ExperimentWriter._check_log_dir_exists": (),
+    "lightning.pytorch.loggers:CSVLogger()._experiment": None,
+    "lightning.pytorch.loggers:CSVLogger()._fs": None,
 }
 
 
@@ -193,3 +200,27 @@ class WandbCheckpointUpload(WandbLogger):
         if self._log_model:
             self._checkpoint_callbacks.update(self.checkpoints_at_finalize())
         super().finalize(status)
+
+
+class KeptCSVWriter(ExperimentWriter):
+    """Lightning's CSV writer, which deletes an existing metrics.csv when a run continues in
+    its folder (resume=RUN_DIR, a sweep job run again, a requeue), so the epochs before the
+    restart vanish from it. This one keeps the file and appends; a row logged again after
+    a restart from an earlier checkpoint comes later, and readers take the last per epoch."""
+
+    def _check_log_dir_exists(self) -> None:
+        if self._fs.isfile(self.metrics_file_path):
+            with self._fs.open(self.metrics_file_path, "r", newline="") as f:
+                self.metrics_keys = sorted(next(csv.reader(f), []))
+
+
+class KeptCSVLogger(CSVLogger):
+    """CSVLogger writing with KeptCSVWriter: a continued run's log keeps its first rows."""
+
+    @property
+    @rank_zero_experiment
+    def experiment(self) -> KeptCSVWriter:
+        if self._experiment is None:
+            self._fs.makedirs(self.root_dir, exist_ok=True)
+            self._experiment = KeptCSVWriter(log_dir=self.log_dir)
+        return self._experiment
