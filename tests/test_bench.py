@@ -149,6 +149,15 @@ def test_the_verdict_comes_from_the_interval_ends():
     assert judge(interval(0.5, 0.6), None) is None
 
 
+def test_an_open_ratio_says_whether_it_is_noisy_or_at_its_goal():
+    open_ratio = {"verdict": UNDECIDED, "stopped": BUDGET}
+    assert note({**open_ratio, "half_width": 0.07}) == "too noisy to tell: ±7%"
+    assert note({**open_ratio, "half_width": 0.002}) == "within ±0.2% of the goal"
+    assert note({**open_ratio, "verdict": MEETS, "half_width": 0.05}) == "budget reached at ±5%"
+    assert note({**open_ratio, "stopped": CONVERGED, "half_width": 0.01}) == ""
+    assert note({**open_ratio, "half_width": None}) == "too few pairs to tell"
+
+
 def test_budget_needs_two_rounds_for_an_interval():
     with pytest.raises(ValueError, match="an interval needs two pairs"):
         Budget(min_rounds=1)

@@ -52,6 +52,7 @@ class BenchConfig:
     min_rounds: int = 4
     max_rounds: int = 60
     budget_s: float = 180.0
+    loop_budget_s: float = 300.0  # 12 configurations a round: the loop gets more time
     half_width: float = 0.03
     loop_arch: str = "alexnet_small"
     loop_batch_size: int = 64
@@ -76,6 +77,7 @@ class BenchConfig:
                 min_rounds=2,
                 max_rounds=2,
                 budget_s=10.0,
+                loop_budget_s=10.0,
                 loop_batch_size=8,
                 loop_steps=3,
                 loop_warmup=1,
@@ -126,8 +128,9 @@ class BenchConfig:
         ]
         return cls(device=device, models=models, model_steps=2)
 
-    def budget(self) -> Budget:
-        return Budget(self.min_rounds, self.max_rounds, self.budget_s, self.half_width)
+    def budget(self, seconds: float | None = None) -> Budget:
+        seconds = self.budget_s if seconds is None else seconds
+        return Budget(self.min_rounds, self.max_rounds, seconds, self.half_width)
 
 
 # --------------------------------------------------------------------------- timing

@@ -18,7 +18,9 @@ import contextlib
 import functools
 import os
 import re
+import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -79,7 +81,7 @@ class HookProfile:
         self.clock = clock
         self.rows: dict[tuple[str, str], dict[str, float]] = {}
         self.current: tuple[str, str] | None = None
-        self.loop_reads = 0  # host reads outside any callback hook (the loop, the module)
+        self.loop_reads: Counter[str] = Counter()  # outside any callback hook, by reader
 
     def wrap(self, name: str, callback: L.Callback) -> None:
         """Shadow each hook the callback overrides with a counting one (on the instance)."""
@@ -112,8 +114,10 @@ class HookProfile:
 
         def counted(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
             def read(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-                if self.current is None:
-                    self.loop_reads += 1
+                if self.current is None:  # who read it: the loop, the module, a metric
+                    code = sys._getframe(1).f_code
+                    module = sys._getframe(1).f_globals.get("__name__", code.co_filename)
+                    self.loop_reads[f"{module}.{code.co_name}"] += 1
                 else:
                     self.rows[self.current]["host_reads"] += 1
                 return original(tensor, *args, **kwargs)
@@ -127,6 +131,10 @@ class HookProfile:
         finally:
             for name, original in originals.items():
                 setattr(torch.Tensor, name, original)
+
+    def loop_table(self, steps: int) -> dict[str, float]:
+        """Host reads per step outside the callbacks, by the function that made them."""
+        return {where: round(n / steps, 3) for where, n in self.loop_reads.most_common()}
 
     def table(self, steps: int) -> list[dict[str, Any]]:
         """Rows with per-step figures, costliest first (hooks never called are left out)."""
@@ -150,8 +158,9 @@ def format_profile_lines(profile: dict[str, Any]) -> list[str]:
         "",
         f"default callbacks, per training step ({profile['steps']} steps, "
         f"{profile['clock']}; host reads: .item()/bool()/float() of a tensor, each a device "
-        f"sync on a GPU; counts exact, times indicative): loop outside callbacks "
-        f"{profile['loop_host_reads_per_step']} host reads/step",
+        f"sync on a GPU; counts exact, times indicative)",
+        "  host reads per step outside the callbacks: "
+        + (", ".join(f"{k} {v}" for k, v in profile["loop_host_reads_per_step"].items()) or "none"),
         f"  {'callback':24s} {'hook':28s} {'calls/step':>10s} {'us/step':>9s} {'reads/step':>10s}",
     ]
     for r in profile["rows"]:

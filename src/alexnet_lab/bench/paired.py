@@ -160,15 +160,21 @@ def describe(result: Mapping[str, Any]) -> str:
     return f"{result['value']:.3f} {interval} ±{result['half_width'] * 100:.1f}%, {n} pairs"
 
 
-def note(result: Mapping[str, Any]) -> str:
-    """What to make of the verdict: 'too noisy to tell: ±7%' when the budget ran out with
-    the question open; a decided verdict says so only if the interval is still wide."""
-    if result["stopped"] == CONVERGED or result["half_width"] is None:
-        return "" if result["half_width"] is not None else "too few pairs to tell"
-    width = f"±{result['half_width'] * 100:.0f}%"
-    if result["verdict"] in (UNDECIDED, None):
-        return f"too noisy to tell: {width}"
-    return f"{result['stopped']} reached at {width}"
+def note(result: Mapping[str, Any], half_width: float = 0.03) -> str:
+    """What to make of the verdict when the rounds stopped before every ratio of the
+    comparison was known to ±half_width: 'too noisy to tell: ±7%' for an open question with
+    a wide interval, 'within ±0.2% of the goal' for one too close to its goal to tell."""
+    if result["half_width"] is None:
+        return "too few pairs to tell"
+    if result["stopped"] == CONVERGED:
+        return ""
+    width = result["half_width"] * 100
+    width_text = f"±{width:.0f}%" if width >= 1 else f"±{width:.1f}%"
+    if result["half_width"] > half_width:
+        if result["verdict"] in (UNDECIDED, None):
+            return f"too noisy to tell: {width_text}"
+        return f"{result['stopped']} reached at {width_text}"
+    return f"within {width_text} of the goal" if result["verdict"] == UNDECIDED else ""
 
 
 def decided_failures(ratios: Mapping[str, Mapping[str, Any]]) -> list[str]:

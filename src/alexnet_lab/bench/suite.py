@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -38,9 +39,12 @@ from alexnet_lab.bench.training import bench_loop, bench_models
 
 def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = print) -> dict:
     torch.set_num_threads(1)  # per-core figures; a DataLoader worker has one thread too
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # a Trainer per repeat
+    # A Trainer per run; random labels, which the stall guard rightly calls stalled.
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric", "alexnet_lab.diagnostics"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*(validation_step|LeafSpec|decoding).*")
+    # Lightning's notes on a Trainer that only trains (no validation, so no monitored metric).
+    quiet = "validation_step|LeafSpec|decoding|could not find the monitored key|Checkpoint dir"
+    warnings.filterwarnings("ignore", message=f".*({quiet}).*")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here.")
     started = time.time()
@@ -65,7 +69,8 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
         prepared, shards, cfg.batch_size, budget=cfg.budget()
     )
     log("training loop: default callbacks, each removed in turn, none; raw PyTorch ...")
-    results["loop"] = bench_loop(cfg, cfg.budget(), data_dir / "loop-run")
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as run_dir:  # its checkpoints
+        results["loop"] = bench_loop(cfg, cfg.budget(cfg.loop_budget_s), Path(run_dir))
     results["loop_callbacks"] = results["loop"].pop("loop_callbacks")
     log(f"model steps ({len(cfg.models)} cases) ...")
     results["models"] = bench_models(cfg)
@@ -90,11 +95,12 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
 
 
 def format_ratio_lines(results: dict[str, Any]) -> list[str]:
+    half_width = results["config"]["half_width"]
     lines = [f"  {'ratio':52s} {'value [95% interval] ±half-width, pairs':44s} goal     verdict"]
     for key in results["ratios"]:
         r = results[key]
         goal = f">= {r['goal']:<5}" if r["goal"] is not None else ""
-        verdict = " ".join(filter(None, [r["verdict"] or "", note(r)]))
+        verdict = " ".join(filter(None, [r["verdict"] or "", note(r, half_width)]))
         lines.append(f"  {key:52s} {describe(r):44s} {goal:8s} {verdict}")
     return lines
 

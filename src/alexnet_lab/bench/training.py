@@ -212,7 +212,7 @@ def bench_loop(cfg: BenchConfig, budget: Budget, work_dir: Path) -> dict[str, An
         "callback_profile": {
             "steps": cfg.loop_warmup + steps,
             "clock": "process CPU time",
-            "loop_host_reads_per_step": round(profile.loop_reads / (cfg.loop_warmup + steps), 3),
+            "loop_host_reads_per_step": profile.loop_table(cfg.loop_warmup + steps),
             "rows": profile.table(cfg.loop_warmup + steps),
         },
     }
