@@ -86,9 +86,7 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_a_run_trained_further_keeps_the_csv_log_of_its_first_epochs(
-    run_dir: Path, tmp_path: Path
-):
+def test_a_run_trained_further_keeps_the_csv_log_of_its_first_epochs(run_dir: Path, tmp_path: Path):
     """Lightning's CSV writer deletes metrics.csv when a run continues in its folder
     (resume, a sweep job run again, a requeue): the rows of the epochs before the restart,
     and the study's history.csv compacted from them, would be gone."""

@@ -213,3 +213,13 @@ def bounded_verdict(paired: Paired, paper_effect: float, bound: int | None) -> s
     if bound < 0 and paired.high < 0:
         return REPRODUCED if direction < 0 else REVERSED
     return INCONCLUSIVE
+
+
+def log_ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
+    """The geometric mean of positive ratios with its t-interval taken on their logs, as
+    claim 1 does: exp(mean ± t(n-1) · sd / sqrt(n)) of log(ratio). `sd` stays on the log
+    scale. NaN bounds with fewer than two ratios."""
+    if any(not r > 0 for r in ratios):
+        raise ValueError(f"log_ratio_interval: every ratio must be > 0, got {list(ratios)}")
+    i = mean_interval([math.log(r) for r in ratios], confidence)
+    return Interval(i.n, math.exp(i.mean), i.sd, math.exp(i.low), math.exp(i.high))

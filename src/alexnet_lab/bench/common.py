@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from alexnet_lab.bench.paired import Budget
+
 TARGETS = {
     "pipeline_speedup_vs_torchvision": 2.5,
     "pipeline_vs_decode_only": 0.7,
@@ -23,6 +25,8 @@ TARGETS = {
     "loop_vs_raw_pytorch": 0.97,
     "stream_vs_folder": 1.0,  # LitData shards / folder tree, same images (stream.py)
 }
+# A default callback that costs more than this fraction of a step is named in the loop table.
+CALLBACK_COST_LIMIT = 0.01
 INPUT_SIZES = {"alexnet": 224, "alexnet_owt": 224, "alexnet_small": 32}
 
 
@@ -43,12 +47,18 @@ class BenchConfig:
     image_size: tuple[int, int] = (500, 375)  # generated images, width x height
     num_images: int = 400
     batch_size: int = 64
-    repeats: int = 5
+    # Paired rounds per comparison (paired.py): at least min_rounds, then more until every
+    # ratio is known to ±half_width or the next round would pass budget_s (wall seconds).
+    min_rounds: int = 4
+    max_rounds: int = 60
+    budget_s: float = 180.0
+    loop_budget_s: float = 300.0  # 12 configurations a round: the loop gets more time
+    half_width: float = 0.03
     loop_arch: str = "alexnet_small"
     loop_batch_size: int = 64
     loop_steps: int = 10
     loop_warmup: int = 2
-    loop_repeats: int = 7
+    loop_profile_steps: int = 40  # the hook-profiled run: long enough for the stall guard
     model_steps: int = 3
     model_warmup: int = 1
     model_repeats: int = 2
@@ -64,11 +74,14 @@ class BenchConfig:
                 image_size=(160, 120),
                 num_images=16,
                 batch_size=8,
-                repeats=2,
+                min_rounds=2,
+                max_rounds=2,
+                budget_s=10.0,
+                loop_budget_s=10.0,
                 loop_batch_size=8,
                 loop_steps=3,
                 loop_warmup=1,
-                loop_repeats=2,
+                loop_profile_steps=20,
                 model_steps=1,
                 model_warmup=1,
                 model_repeats=1,
@@ -114,6 +127,10 @@ class BenchConfig:
             ModelCase("alexnet_owt", 2, "bf16"),
         ]
         return cls(device=device, models=models, model_steps=2)
+
+    def budget(self, seconds: float | None = None) -> Budget:
+        seconds = self.budget_s if seconds is None else seconds
+        return Budget(self.min_rounds, self.max_rounds, seconds, self.half_width)
 
 
 # --------------------------------------------------------------------------- timing

@@ -17,7 +17,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from alexnet_lab.bench.common import BenchConfig, make_clock, median_rates
+from alexnet_lab.bench.common import TARGETS, BenchConfig, make_clock, median_rates
+from alexnet_lab.bench.paired import Ratio, ratio_results, run_rounds, timed
 from alexnet_lab.data import ImageFolderDataModule
 from alexnet_lab.data.gpu_decode import collate_encoded, decode_batch
 from alexnet_lab.data.prepare import prepare_tree
@@ -46,31 +47,56 @@ def torchvision_recipe_loader(train_dir: Path, batch_size: int) -> DataLoader:
 
 class ProjectPass:
     """One epoch of the project's DataModule in this process (what one worker does),
-    then its on-device step (float, normalise, PCA noise) timed on its own."""
+    with its on-device step (float, normalise, PCA noise) timed on its own."""
 
-    def __init__(self, root: Path, batch_size: int, device: str, clock):
+    def __init__(self, name: str, root: Path, batch_size: int, device: str, clock):
+        self.name = name
         self.dm = ImageFolderDataModule(
             root=str(root), crop_size=224, resize_size=256, batch_size=batch_size
         )
         self.dm.setup("fit")
         self.device, self.clock = torch.device(device), clock
         self.normalizer = self.dm.normalizer.to(self.device)
-        self.device_seconds = 0.0
 
-    def __call__(self) -> int:
-        count = 0
+    def __call__(self) -> dict[str, float]:
+        """One pass: images/s of the worker side alone, and with the device step."""
+        count, device_seconds = 0, 0.0
+        start = self.clock()
         for images, _ in self.dm.train_dataloader():
             count += len(images)
-            start = self.clock()
+            begin = self.clock()
             self.normalizer(images.to(self.device), pca_noise=True)
-            self.device_seconds += self.clock() - start
-        return count
+            device_seconds += self.clock() - begin
+        total = self.clock() - start
+        return {
+            self.name: count / max(total - device_seconds, 1e-9),
+            f"{self.name}_incl_cpu_normalize": count / max(total, 1e-9),
+        }
 
     def worker_only(self) -> int:
         return sum(len(images) for images, _ in self.dm.train_dataloader())
 
 
-def bench_pipeline(cfg: BenchConfig, root: Path, prepared: Path) -> dict[str, Any]:
+PIPELINE_RATIOS = {
+    "pipeline_speedup_vs_torchvision": Ratio(
+        "project", "torchvision_recipe", TARGETS["pipeline_speedup_vs_torchvision"]
+    ),
+    "pipeline_vs_decode_only": Ratio("project", "decode_only", TARGETS["pipeline_vs_decode_only"]),
+    "prepared_speedup_vs_torchvision": Ratio(
+        "prepared", "torchvision_recipe", TARGETS["prepared_speedup_vs_torchvision"]
+    ),
+    "pipeline_incl_cpu_normalize_speedup_vs_torchvision": Ratio(
+        "project_incl_cpu_normalize", "torchvision_recipe"
+    ),
+    "prepared_incl_cpu_normalize_speedup_vs_torchvision": Ratio(
+        "prepared_incl_cpu_normalize", "torchvision_recipe"
+    ),
+}
+
+
+def bench_pipeline(
+    cfg: BenchConfig, root: Path, prepared: Path, elapsed: Callable[[], float] = time.monotonic
+) -> dict[str, Any]:
     clock = time.process_time  # the pipeline runs on the CPU whatever the device
     train_files = [str(p) for p in sorted((root / "train").rglob("*.JPEG"))]
 
@@ -90,54 +116,37 @@ def bench_pipeline(cfg: BenchConfig, root: Path, prepared: Path) -> dict[str, An
     def torchvision_pass() -> int:
         return sum(len(images) for images, _ in standard)
 
-    project = ProjectPass(root, cfg.batch_size, "cpu", clock)
-    on_prepared = ProjectPass(prepared, cfg.batch_size, "cpu", clock)
-    # The device step is timed apart from the worker-side work of the same passes.
-    rates: dict[str, list[float]] = {}
-    device_rates: dict[str, list[float]] = {"project": [], "prepared": []}
+    project = ProjectPass("project", root, cfg.batch_size, "cpu", clock)
     contenders = {
-        "decode_only": decode_only,
-        "decode_only_pil": decode_only_pil,
-        "torchvision_recipe": torchvision_pass,
+        "decode_only": timed(decode_only, clock),
+        "decode_only_pil": timed(decode_only_pil, clock),
+        "torchvision_recipe": timed(torchvision_pass, clock),
         "project": project,
-        "prepared": on_prepared,
+        "prepared": ProjectPass("prepared", prepared, cfg.batch_size, "cpu", clock),
     }
     for fn in contenders.values():  # warm the page cache and lazy imports
         fn()
-    for _ in range(cfg.repeats):
-        for name, run in contenders.items():
-            passes = {"project": project, "prepared": on_prepared}
-            before = passes[name].device_seconds if name in passes else 0.0
-            start = clock()
-            count = run()
-            total = clock() - start
-            device = passes[name].device_seconds - before if name in passes else 0.0
-            rates.setdefault(name, []).append(count / max(total - device, 1e-9))
-            if name in passes:
-                device_rates[name].append(count / max(total, 1e-9))
-    med = {name: statistics.median(v) for name, v in rates.items()}
-    with_device = {name: statistics.median(v) for name, v in device_rates.items()}
+    rounds = run_rounds(contenders, PIPELINE_RATIOS, cfg.budget(), elapsed)
+    med = {name: statistics.median(v) for name, v in rounds.rates.items()}
     result = {
         "images": len(train_files),
         "image_size": list(cfg.image_size) if cfg.root is None else "from --root",
         "batch_size": cfg.batch_size,
-        "repeats": cfg.repeats,
-        "images_per_s_per_core": {k: round(v, 1) for k, v in med.items()},
-        "images_per_s_per_core_each_repeat": {
-            k: [round(x, 1) for x in v] for k, v in rates.items()
+        "rounds": rounds.count,
+        "stopped": rounds.stopped,
+        "seconds": round(rounds.seconds, 1),
+        "images_per_s_per_core": {
+            k: round(v, 1) for k, v in med.items() if not k.endswith("_incl_cpu_normalize")
+        },
+        "images_per_s_per_core_each_round": {
+            k: [round(x, 1) for x in v] for k, v in rounds.rates.items()
         },
         "images_per_s_per_core_incl_cpu_normalize": {
-            k: round(v, 1) for k, v in with_device.items()
+            k.removesuffix("_incl_cpu_normalize"): round(v, 1)
+            for k, v in med.items()
+            if k.endswith("_incl_cpu_normalize")
         },
-        "pipeline_speedup_vs_torchvision": med["project"] / med["torchvision_recipe"],
-        "pipeline_vs_decode_only": med["project"] / med["decode_only"],
-        "prepared_speedup_vs_torchvision": med["prepared"] / med["torchvision_recipe"],
-        "pipeline_incl_cpu_normalize_speedup_vs_torchvision": (
-            with_device["project"] / med["torchvision_recipe"]
-        ),
-        "prepared_incl_cpu_normalize_speedup_vs_torchvision": (
-            with_device["prepared"] / med["torchvision_recipe"]
-        ),
+        "ratios": ratio_results(rounds, PIPELINE_RATIOS),
     }
     if cfg.device == "cuda":
         result["gpu_decode_images_per_s"] = bench_gpu_decode(root, cfg)
@@ -161,7 +170,7 @@ def bench_gpu_decode(root: Path, cfg: BenchConfig) -> float:
         return sum(len(decode_batch(data, "cuda", transform)) for data, _ in batches)
 
     run()
-    return round(median_rates({"gpu": run}, cfg.repeats, make_clock("cuda"))["gpu"], 1)
+    return round(median_rates({"gpu": run}, cfg.min_rounds, make_clock("cuda"))["gpu"], 1)
 
 
 def profile_pass(run: Callable[[], int], top: int = 12) -> list[str]:

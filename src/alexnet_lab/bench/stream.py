@@ -1,27 +1,37 @@
 """`make bench`'s stream_vs_folder: the same prepared images read as LitData shards
 (data=stream) and as a folder tree (data=folder), same decoder, same transforms, one
-loader process each, interleaved repeats, process CPU time: images/s per core of both
-and their ratio (shards / folder; on local disk the target is >= 1.0).
+loader process each, paired rounds (paired.py), process CPU time: images/s per core of
+both and their ratio with its interval (shards / folder; on local disk the goal is >= 1.0).
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import shutil
 import statistics
 import time
 from pathlib import Path
 from typing import Any
 
+from alexnet_lab.bench.common import TARGETS
+from alexnet_lab.bench.paired import Budget, Ratio, ratio_results, run_rounds, timed
 from alexnet_lab.data import ImageFolderDataModule
 from alexnet_lab.data.shards import write_shards
 from alexnet_lab.data.stream import StreamingDataModule
 
+STREAM_RATIOS = {"stream_vs_folder": Ratio("stream", "folder", TARGETS["stream_vs_folder"])}
+
 
 def bench_stream_vs_folder(
-    prepared: Path, shards: Path, batch_size: int, repeats: int
+    prepared: Path, shards: Path, batch_size: int, repeats: int = 2, budget: Budget | None = None
 ) -> dict[str, Any]:
     """Pack `prepared` into `shards` (anew: the bench rewrites its prepared tree every run),
-    then time one training epoch of each reader."""
+    then time training epochs of each reader in paired rounds: `budget`'s, or exactly
+    `repeats` rounds (at least two, for an interval)."""
+    if budget is None:
+        rounds = max(2, repeats)
+        budget = Budget(min_rounds=rounds, max_rounds=rounds, seconds=math.inf)
     shutil.rmtree(shards, ignore_errors=True)
     start = time.monotonic()
     write_shards(prepared, shards, progress=False)
@@ -41,23 +51,24 @@ def bench_stream_vs_folder(
 
     for name in loaders:  # warm the page cache and lazy imports
         epoch(name)
-    rates: dict[str, list[float]] = {name: [] for name in loaders}
-    for _ in range(repeats):
-        for name in loaders:
-            begin = time.process_time()
-            count = epoch(name)
-            rates[name].append(count / max(time.process_time() - begin, 1e-9))
-    med = {name: statistics.median(values) for name, values in rates.items()}
+    contenders = {
+        name: timed(functools.partial(epoch, name), time.process_time) for name in loaders
+    }
+    rounds = run_rounds(contenders, STREAM_RATIOS, budget)
+    med = {name: statistics.median(values) for name, values in rounds.rates.items()}
+    ratios = ratio_results(rounds, STREAM_RATIOS)
     return {
         "images": epoch("folder"),
         "batch_size": batch_size,
-        "repeats": repeats,
+        "rounds": rounds.count,
+        "stopped": rounds.stopped,
         "pack_s": round(pack_s, 2),
         "images_per_s_per_core": {name: round(rate, 1) for name, rate in med.items()},
-        "images_per_s_per_core_each_repeat": {
-            name: [round(rate, 1) for rate in values] for name, values in rates.items()
+        "images_per_s_per_core_each_round": {
+            name: [round(rate, 1) for rate in values] for name, values in rounds.rates.items()
         },
-        "stream_vs_folder": med["stream"] / med["folder"],
+        "ratios": ratios,
+        "stream_vs_folder": ratios["stream_vs_folder"]["value"],  # the same, as a number
     }
 
 

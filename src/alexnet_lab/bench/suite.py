@@ -1,17 +1,18 @@
 """`make bench`: how fast the input pipeline, `prepare`, the training loop and the
 network are, as ratios measured side by side in one run.
 
-Shared machines are noisy, so every comparison interleaves its contenders
-(A, B, C, A, B, C, ...) and takes medians. On CPU, work is timed in process CPU
-seconds with one intra-op thread: that is a rate per core (a DataLoader worker
-runs one thread too), and it does not move when other jobs share the machine.
-On a GPU, model steps are timed with CUDA events after a warm-up.
+Shared machines are noisy, so every ratio comes from paired, interleaved rounds and is
+given with its 95% interval and a verdict against its goal (paired.py); `make bench` exits
+non-zero only when some ratio's whole interval lies below its goal. On CPU, work is timed
+in process CPU seconds with one intra-op thread: a rate per core (a DataLoader worker runs
+one thread too). On a GPU, model steps are timed with CUDA events after a warm-up.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -22,12 +23,15 @@ from typing import Any
 import torch
 
 from alexnet_lab.bench.common import (
+    CALLBACK_COST_LIMIT,
     TARGETS,
     BenchConfig,
     load_average,
     machine_info,
     make_jpeg_tree,
 )
+from alexnet_lab.bench.loop_callbacks import format_profile_lines
+from alexnet_lab.bench.paired import FAILS, decided_failures, describe, note
 from alexnet_lab.bench.pipeline import bench_pipeline, bench_prepare
 from alexnet_lab.bench.stream import bench_stream_vs_folder, format_stream_lines
 from alexnet_lab.bench.training import bench_loop, bench_models
@@ -35,9 +39,17 @@ from alexnet_lab.bench.training import bench_loop, bench_models
 
 def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = print) -> dict:
     torch.set_num_threads(1)  # per-core figures; a DataLoader worker has one thread too
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):  # a Trainer per repeat
+    # A Trainer per run; random labels, which the stall guard rightly calls stalled.
+    for name in (
+        "lightning",
+        "lightning.pytorch",
+        "lightning.fabric",
+        "alexnet_lab.training.diagnostics",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*(validation_step|LeafSpec|decoding).*")
+    # Lightning's notes on a Trainer that only trains (no validation, so no monitored metric).
+    quiet = "validation_step|LeafSpec|decoding|could not find the monitored key|Checkpoint dir"
+    warnings.filterwarnings("ignore", message=f".*({quiet}).*")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here.")
     started = time.time()
@@ -58,15 +70,22 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
     results["pipeline"] = bench_pipeline(cfg, root, prepared)
     log("shards vs folder ...")
     shards = data_dir / f"{prepared.name}-shards"
-    results["stream"] = bench_stream_vs_folder(prepared, shards, cfg.batch_size, cfg.repeats)
-    log("training loop ...")
-    results["loop"] = bench_loop(cfg)
+    results["stream"] = bench_stream_vs_folder(
+        prepared, shards, cfg.batch_size, budget=cfg.budget()
+    )
+    log("training loop: default callbacks, each removed in turn, none; raw PyTorch ...")
+    with tempfile.TemporaryDirectory(prefix="bench-loop-") as run_dir:  # its checkpoints
+        results["loop"] = bench_loop(cfg, cfg.budget(cfg.loop_budget_s), Path(run_dir))
+    results["loop_callbacks"] = results["loop"].pop("loop_callbacks")
     log(f"model steps ({len(cfg.models)} cases) ...")
     results["models"] = bench_models(cfg)
-    for key in TARGETS:
-        sources = {"loop_vs_raw_pytorch": results["loop"], "stream_vs_folder": results["stream"]}
-        source = sources.get(key, results["pipeline"])
-        results[key] = round(source[key], 3)
+    ratios = {
+        **results["pipeline"].pop("ratios"),
+        **results["stream"].pop("ratios"),
+        "loop_vs_raw_pytorch": results["loop"].pop("loop_vs_raw_pytorch"),
+    }
+    results.update(ratios)  # each ratio's object under its own name, at the top
+    results["ratios"] = [*TARGETS, *(k for k in ratios if k not in TARGETS)]
     results["targets"] = TARGETS
     results["machine"] = machine_info(cfg.device)
     results["conditions"] = {
@@ -74,23 +93,62 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
         "load_average_before": load_before,
         "load_average_after": load_average(),
         "wall_s": round(time.time() - started, 1),
+        "rounds": "paired, interleaved; each ratio's 95% t-interval on the log pair ratios",
     }
     results["config"] = {k: v for k, v in asdict(cfg).items() if k != "models"}
     return results
 
 
+def format_ratio_lines(results: dict[str, Any]) -> list[str]:
+    half_width = results["config"]["half_width"]
+    lines = [f"  {'ratio':52s} {'value [95% interval] ±half-width, pairs':44s} goal     verdict"]
+    for key in results["ratios"]:
+        r = results[key]
+        goal = f">= {r['goal']:<5}" if r["goal"] is not None else ""
+        verdict = " ".join(filter(None, [r["verdict"] or "", note(r, half_width)]))
+        lines.append(f"  {key:52s} {describe(r):44s} {goal:8s} {verdict}")
+    return lines
+
+
+def format_loop_lines(results: dict[str, Any]) -> list[str]:
+    loop = results["loop"]
+    lines = [
+        "",
+        f"training loop ({loop['arch']}, batch {loop['batch_size']}, {loop['timed_steps']} "
+        f"timed steps, {loop['rounds']} rounds, stopped: {loop['stopped']}): Lightning with "
+        f"the default callbacks, each removed in turn, and none, against raw PyTorch; "
+        f"'cost' is what leaving that one out gains (1 - default / this), flagged when its "
+        f"interval lies above {CALLBACK_COST_LIMIT:.0%} of a step",
+        f"  {'configuration':34s} {'vs raw PyTorch [95%]':40s} {'cost [95%]':24s}",
+    ]
+    for row in results["loop_callbacks"]:
+        vs_raw = row["vs_raw_pytorch"]
+        text = describe(vs_raw) + (f" {vs_raw['verdict']}" if vs_raw["verdict"] else "")
+        cost = ""
+        if row["default_vs_this"] is not None:
+            d = row["default_vs_this"]
+            cost = f"{1 - d['value']:+.1%}"
+            if d["low"] is not None:
+                cost += f" [{1 - d['high']:+.1%}, {1 - d['low']:+.1%}]"
+            if d["verdict"] == FAILS:
+                cost += f"  > {CALLBACK_COST_LIMIT:.0%}"
+        lines.append(f"  {row['configuration']:34s} {text:40s} {cost}")
+    return lines + format_profile_lines(loop["callback_profile"])
+
+
 def format_table(results: dict[str, Any]) -> str:
-    pipe, loop, models = results["pipeline"], results["loop"], results["models"]
+    pipe, models = results["pipeline"], results["models"]
     m = results["machine"]
     lines = [
         f"AlexNet Lab bench ({results['mode']}) on {m.get('gpu') or m['cpu']}, "
         f"{results['conditions']['clock']}, load {results['conditions']['load_average_before']}",
         "",
-        "ratio                                   measured  target",
+        "ratios: paired interleaved rounds; meets: the interval's low end reaches the goal, "
+        "fails: its high end is below it",
+        *format_ratio_lines(results),
     ]
-    for key, target in TARGETS.items():
-        ok = "ok" if results[key] >= target else "BELOW"
-        lines.append(f"  {key:36s} {results[key]:8.2f}  >= {target:<5} {ok}")
+    if results["mode"] == "quick":
+        lines.append("  (--quick: toy sizes; the verdicts mean nothing and never fail the run)")
     lines += ["", "input pipeline, images/s per core (worker side; +norm: incl. CPU normalise)"]
     for name, rate in pipe["images_per_s_per_core"].items():
         extra = pipe["images_per_s_per_core_incl_cpu_normalize"].get(name)
@@ -103,9 +161,7 @@ def format_table(results: dict[str, Any]) -> str:
         "",
         f"prepare: {p['converted']} images, {p['images_per_s']} images/s with "
         f"{p['workers']} processes, {p['images_per_s_per_core']} images/s per core",
-        "",
-        f"training loop ({loop['arch']}, batch {loop['batch_size']}), images/s: "
-        + ", ".join(f"{k} {v}" for k, v in loop["images_per_s"].items()),
+        *format_loop_lines(results),
         "",
         f"model steps (fwd+bwd+SGD); matmul TFLOP/s: {models['matmul_tflop_per_s']}",
         f"  {'arch':14s} {'batch':>5s} {'dtype':5s} {'CL':>3s} {'comp':>4s} "
@@ -121,6 +177,15 @@ def format_table(results: dict[str, Any]) -> str:
     if "profile" in pipe:
         lines += ["", "worker-side profile (one pass, by own time):", *pipe["profile"]]
     return "\n".join(lines)
+
+
+def exit_status(results: dict[str, Any]) -> int:
+    """1 when a ratio with a goal decidedly fails it (its interval's upper end is below the
+    goal) in a full run, else 0: an undecided ratio is reported, never a failure, and
+    --quick's toy sizes judge nothing."""
+    if results["mode"] == "quick":
+        return 0
+    return 1 if decided_failures({k: results[k] for k in TARGETS}) else 0
 
 
 def write_results(results: dict[str, Any], out_dir: Path) -> Path:

@@ -1,20 +1,39 @@
-"""`make bench`, parts 3 and 4: the Lightning training loop against a raw PyTorch loop,
-and the network's own step rate per model, dtype and memory format."""
+"""`make bench`, parts 3 and 4: the Lightning training loop, with its default callbacks,
+each removed in turn and none, against a raw PyTorch loop; and the network's own step
+rate per model, dtype and memory format."""
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.callbacks import Checkpoint, ProgressBar
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.flop_counter import FlopCounterMode
 
-from alexnet_lab.bench.common import INPUT_SIZES, BenchConfig, ModelCase, make_clock
+from alexnet_lab.bench.common import (
+    CALLBACK_COST_LIMIT,
+    INPUT_SIZES,
+    TARGETS,
+    BenchConfig,
+    ModelCase,
+    make_clock,
+)
+from alexnet_lab.bench.loop_callbacks import (
+    HookProfile,
+    callbacks_config,
+    default_callbacks,
+    quiet_stdout,
+)
+from alexnet_lab.bench.paired import Budget, Ratio, ratio_result, run_rounds
 from alexnet_lab.models import AlexNet
 from alexnet_lab.training.module import AlexNetClassifier
 
@@ -38,18 +57,26 @@ class StepTimer(L.Callback):
 
 
 def timing_trainer(
-    device: str, max_steps: int, timer: StepTimer, precision: str = "32-true"
+    device: str,
+    max_steps: int,
+    timer: StepTimer,
+    precision: str = "32-true",
+    callbacks: Sequence[L.Callback] = (),
+    root_dir: Path | None = None,
 ) -> L.Trainer:
-    """A Trainer that only trains: no logger, checkpoints, validation or progress bar."""
+    """A Trainer that only trains (no logger, validation or model summary) with `callbacks`;
+    checkpointing and the progress bar only where `callbacks` hold one."""
+    callbacks = [*callbacks, timer]
     return L.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         precision=precision,
         max_steps=max_steps,
         logger=False,
-        callbacks=[timer],
-        enable_checkpointing=False,
-        enable_progress_bar=False,
+        callbacks=callbacks,
+        default_root_dir=root_dir,
+        enable_checkpointing=any(isinstance(c, Checkpoint) for c in callbacks),
+        enable_progress_bar=any(isinstance(c, ProgressBar) for c in callbacks),
         enable_model_summary=False,
         limit_val_batches=0,
         num_sanity_val_steps=0,
@@ -65,32 +92,69 @@ def loop_data(cfg: BenchConfig, num_classes: int) -> DataLoader:
     return DataLoader(TensorDataset(images, targets), batch_size=cfg.loop_batch_size)
 
 
-def bench_loop(cfg: BenchConfig) -> dict[str, Any]:
-    """The project's LightningModule under L.Trainer vs a hand-written loop: same net,
-    optimizer, batches (in memory) and device; only the loop differs."""
-    num_classes = 1000 if INPUT_SIZES[cfg.loop_arch] == 224 else 10
-    net_cfg = {"_target_": "alexnet_lab.models.AlexNet", "arch": cfg.loop_arch}
-    opt_cfg = {"_target_": "torch.optim.SGD", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4}
-    loader = loop_data(cfg, num_classes)
-    clock = make_clock(cfg.device)
-    steps = cfg.loop_steps
-    classes = [f"c{i}" for i in range(num_classes)]
+def loop_configurations(names: Sequence[str]) -> dict[str, list[str]]:
+    """default (every default callback), each one removed in turn, and none."""
+    configs = {"default": list(names)}
+    configs.update({f"without {n}": [m for m in names if m != n] for n in names})
+    configs["none"] = []
+    return configs
 
-    def lightning_run() -> tuple[int, float]:
+
+class LoopRuns:
+    """The project's LightningModule under L.Trainer with a chosen set of the default
+    callbacks, and a hand-written loop: same net, optimizer, batches (in memory) and
+    device; only the loop differs. Each call is one fit; it returns images/s over the
+    timed steps."""
+
+    def __init__(self, cfg: BenchConfig, work_dir: Path):
+        self.cfg, self.work_dir = cfg, work_dir
+        self.num_classes = 1000 if INPUT_SIZES[cfg.loop_arch] == 224 else 10
+        self.net_cfg = {"_target_": "alexnet_lab.models.AlexNet", "arch": cfg.loop_arch}
+        self.opt_cfg = {
+            "_target_": "torch.optim.SGD", "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+        }  # fmt: skip
+        self.loader = loop_data(cfg, self.num_classes)
+        self.clock = make_clock(cfg.device)
+        self.callbacks_cfg = callbacks_config(work_dir)
+        self.names = list(default_callbacks(self.callbacks_cfg))
+
+    def lightning(self, keep: Sequence[str], steps: int | None = None, profile=None) -> float:
+        cfg, steps = self.cfg, steps or self.cfg.loop_steps
         torch.manual_seed(0)
-        model = AlexNetClassifier(net_cfg, opt_cfg, scheduler=None, class_names=classes)
-        timer = StepTimer(cfg.loop_warmup, cfg.loop_warmup + steps - 1, clock)
-        trainer = timing_trainer(cfg.device, cfg.loop_warmup + steps, timer)
-        trainer.fit(model, train_dataloaders=loader)
-        return steps * cfg.loop_batch_size, timer.end - timer.start
+        model = AlexNetClassifier(
+            self.net_cfg, self.opt_cfg, scheduler=None,
+            class_names=[f"c{i}" for i in range(self.num_classes)],
+        )  # fmt: skip
+        every = default_callbacks(self.callbacks_cfg)
+        chosen = [every[name] for name in keep]
+        if profile is not None:
+            for name in keep:
+                profile.wrap(name, every[name])
+        timer = StepTimer(cfg.loop_warmup, cfg.loop_warmup + steps - 1, self.clock)
+        trainer = timing_trainer(
+            cfg.device, cfg.loop_warmup + steps, timer, callbacks=chosen, root_dir=self.work_dir
+        )
+        loader = self.loader if steps == cfg.loop_steps else self.longer_loader(steps)
+        with quiet_stdout():
+            trainer.fit(model, train_dataloaders=loader)
+        return steps * cfg.loop_batch_size / max(timer.end - timer.start, 1e-9)
 
-    def raw_run() -> tuple[int, float]:
+    def longer_loader(self, steps: int) -> DataLoader:
+        batches = self.cfg.loop_warmup + steps
+        dataset = self.loader.dataset
+        repeats = -(-batches * self.cfg.loop_batch_size // len(dataset))
+        images, targets = (torch.cat([t] * repeats) for t in dataset.tensors)
+        return DataLoader(TensorDataset(images, targets), batch_size=self.cfg.loop_batch_size)
+
+    def raw(self) -> float:
+        cfg, clock = self.cfg, self.clock
         torch.manual_seed(0)
         device = torch.device(cfg.device)
-        net = AlexNet(cfg.loop_arch, num_classes=num_classes).to(device).train()
-        opt = torch.optim.SGD(net.parameters(), **{k: v for k, v in opt_cfg.items() if k[0] != "_"})
+        net = AlexNet(cfg.loop_arch, num_classes=self.num_classes).to(device).train()
+        opt_args = {k: v for k, v in self.opt_cfg.items() if k[0] != "_"}
+        opt = torch.optim.SGD(net.parameters(), **opt_args)
         start = 0.0
-        for i, (x, y) in enumerate(loader):
+        for i, (x, y) in enumerate(self.loader):
             if i == cfg.loop_warmup:
                 start = clock()
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
@@ -98,22 +162,59 @@ def bench_loop(cfg: BenchConfig) -> dict[str, Any]:
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        return steps * cfg.loop_batch_size, clock() - start
+        return cfg.loop_steps * cfg.loop_batch_size / max(clock() - start, 1e-9)
 
-    rates: dict[str, list[float]] = {"lightning": [], "raw_pytorch": []}
-    for _ in range(cfg.loop_repeats):
-        for name, run in (("lightning", lightning_run), ("raw_pytorch", raw_run)):
-            images, seconds = run()
-            rates[name].append(images / max(seconds, 1e-9))
-    med = {name: statistics.median(v) for name, v in rates.items()}
+
+def bench_loop(cfg: BenchConfig, budget: Budget, work_dir: Path) -> dict[str, Any]:
+    """Every configuration of `loop_configurations` and the raw loop, in paired rounds:
+    each configuration against raw PyTorch, and the default one against each, whose
+    ratio is what the callback left out costs (1 - ratio of a step)."""
+    runs = LoopRuns(cfg, work_dir)
+    configs = loop_configurations(runs.names)
+    contenders = {name: functools.partial(runs.lightning, keep) for name, keep in configs.items()}
+    contenders["raw_pytorch"] = runs.raw
+    vs_raw = {name: Ratio(name, "raw_pytorch", TARGETS["loop_vs_raw_pytorch"]) for name in configs}
+    vs_default = {
+        name: Ratio("default", name, 1 - CALLBACK_COST_LIMIT)
+        for name in configs
+        if name != "default"
+    }
+    ratios = {
+        **{f"{n} / raw": r for n, r in vs_raw.items()},
+        **{f"default / {n}": r for n, r in vs_default.items()},
+    }
+    rounds = run_rounds(contenders, ratios, budget)
+    rows = [
+        {
+            "configuration": name,
+            "callbacks": keep,
+            "vs_raw_pytorch": ratio_result(rounds, vs_raw[name]),
+            "default_vs_this": ratio_result(rounds, vs_default[name])
+            if name in vs_default
+            else None,
+        }
+        for name, keep in configs.items()
+    ]
+    profile = HookProfile()
+    steps = cfg.loop_profile_steps
+    with profile.counting_host_reads():
+        runs.lightning(runs.names, steps=steps, profile=profile)
     return {
         "arch": cfg.loop_arch,
         "batch_size": cfg.loop_batch_size,
-        "timed_steps": steps,
-        "repeats": cfg.loop_repeats,
-        "images_per_s": {k: round(v, 1) for k, v in med.items()},
-        "images_per_s_each_repeat": {k: [round(x, 1) for x in v] for k, v in rates.items()},
-        "loop_vs_raw_pytorch": med["lightning"] / med["raw_pytorch"],
+        "timed_steps": cfg.loop_steps,
+        "rounds": rounds.count,
+        "stopped": rounds.stopped,
+        "seconds": round(rounds.seconds, 1),
+        "images_per_s_each_round": {k: [round(x, 1) for x in v] for k, v in rounds.rates.items()},
+        "loop_vs_raw_pytorch": ratio_result(rounds, vs_raw["default"]),
+        "loop_callbacks": rows,
+        "callback_profile": {
+            "steps": cfg.loop_warmup + steps,
+            "clock": "process CPU time",
+            "loop_host_reads_per_step": profile.loop_table(cfg.loop_warmup + steps),
+            "rows": profile.table(cfg.loop_warmup + steps),
+        },
     }
 
 

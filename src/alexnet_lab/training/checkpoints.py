@@ -15,7 +15,7 @@ from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 from lightning.pytorch import Callback
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from alexnet_lab.errors import TrainingDivergedError
+from alexnet_lab.errors import ConfigError, TrainingDivergedError
 from alexnet_lab.files import atomic_write
 
 log = logging.getLogger(__name__)
@@ -23,38 +23,79 @@ log = logging.getLogger(__name__)
 
 class StopOnNonFiniteLoss(Callback):
     """Stop at the first NaN/inf training loss, before a checkpoint can store the
-    broken weights (Lightning runs ModelCheckpoint after the other callbacks).
+    broken weights.
 
     EarlyStopping(check_finite=True) looks only at a validation metric, so a run
-    could save an epoch of NaN weights first. Reading the loss syncs the GPU once a
-    step, as the progress bar already does. All ranks decide together, or one rank
-    would stop while the others wait for it forever.
+    could save an epoch of NaN weights first. The losses are kept as they are (on the
+    device) and read together every `every_n_steps` optimizer steps, before any checkpoint
+    is saved (`on_save_checkpoint`), before validation and at the end of an epoch: one
+    device sync per check instead of one per step (make bench's loop table). The error
+    names the first non-finite step. All ranks decide together at the same points, or one
+    rank would stop while the others wait for it forever.
     """
+
+    def __init__(self, every_n_steps: int = 10) -> None:
+        whole = isinstance(every_n_steps, int) and not isinstance(every_n_steps, bool)
+        if not whole or every_n_steps < 1:
+            raise ConfigError(
+                f"callbacks.stop_on_nonfinite_loss.every_n_steps={every_n_steps}: use a whole "
+                f"number of optimizer steps >= 1."
+            )
+        self.every_n_steps = every_n_steps
+        self._losses: list[torch.Tensor] = []  # since the last check, on the device
+        self._where: list[tuple[int, int, int]] = []  # (step, epoch, batch) of each
 
     def on_train_batch_end(
         self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if loss is None:
+        if loss is not None:
+            self._losses.append(loss.detach())
+            # global_step counts the optimizer steps taken, this one included.
+            self._where.append((trainer.global_step - 1, trainer.current_epoch, batch_idx))
+        if trainer.global_step % self.every_n_steps == 0:
+            self.check(trainer)
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.check(trainer)
+
+    def on_save_checkpoint(self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint):
+        self.check(trainer)  # raising here leaves the file on disk as it was
+
+    def check(self, trainer: L.Trainer) -> None:
+        """Raise TrainingDivergedError if a loss kept since the last check is not finite."""
+        losses, where = self._losses, self._where
+        self._losses, self._where = [], []
+        finite = torch.ones(0, dtype=torch.bool)
+        if losses:  # one row per step: a loss may hold more than one number
+            finite = torch.isfinite(torch.stack(losses).reshape(len(losses), -1)).all(1)
+        ok = bool(finite.all())  # the one device sync
+        if trainer.strategy.reduce_boolean_decision(ok, all=True):
             return
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if trainer.strategy.reduce_boolean_decision(finite, all=True):
-            return
-        value = f"{loss.item()}" if not finite else "non-finite on another rank"
+        if ok:
+            value = "non-finite on another rank"
+            step, epoch, batch_idx = (
+                where[-1] if where else (trainer.global_step - 1, trainer.current_epoch, "?")
+            )
+        else:
+            first = int((~finite).nonzero()[0])
+            value, (step, epoch, batch_idx) = f"{losses[first].item()}", where[first]
         saved = [c.last_model_path or c.best_model_path for c in trainer.checkpoint_callbacks]
         kept = sorted((p for p in saved if p and os.path.isfile(p)), key=os.path.getmtime)[-1:]
         advice = f"Lower optimizer.lr (it was {trainer.optimizers[0].param_groups[0]['lr']:g})"
         if kept:
-            where = f"The last good checkpoint is kept: {kept[0]}. "
+            where_kept = f"The last good checkpoint is kept: {kept[0]}. "
             advice += f" or check the data, then start again or resume with ckpt_path={kept[0]}."
         else:
-            where = "No checkpoint had been written yet. "
+            where_kept = "No checkpoint had been written yet. "
             advice += " or check the data, then start again."
-        # global_step counts the optimizer steps taken, this one included.
         raise TrainingDivergedError(
-            f"The training loss became {value} at step {trainer.global_step - 1} (epoch "
-            f"{trainer.current_epoch}, batch {batch_idx}; all counted from 0): training "
-            f"diverged and was stopped. {where}{advice}"
+            f"The training loss became {value} at step {step} (epoch {epoch}, batch "
+            f"{batch_idx}; all counted from 0): training diverged and was stopped. "
+            f"{where_kept}{advice}"
         )
 
 
