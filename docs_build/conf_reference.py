@@ -16,6 +16,7 @@ falls behind the files.
 
 from __future__ import annotations
 
+import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -175,7 +176,10 @@ def _value(value) -> str:
 
 
 def _cell(text: str) -> str:
-    return text.replace("|", "\\|")
+    """Comment text as a table cell: `<class>` is text here, not an HTML tag."""
+    parts = text.split("`")  # odd parts are code spans, where markdown escapes by itself
+    parts[::2] = [html.escape(part, quote=False) for part in parts[::2]]
+    return "`".join(parts).replace("|", "\\|")
 
 
 def render(conf: Path) -> str:
