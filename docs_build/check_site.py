@@ -139,9 +139,8 @@ def check_site(site: Path, shots: Path) -> Result:
             browser = playwright.chromium.launch(
                 executable_path=chromium_executable(), headless=True
             )
-            context = browser.new_context(
-                viewport=dict(zip(("width", "height"), WIDTHS["desktop"]))
-            )
+            width, height = WIDTHS["desktop"]
+            context = browser.new_context(viewport={"width": width, "height": height})
             page = context.new_page()
             problems: list[str] = []
             page.on(
