@@ -4,6 +4,7 @@ study) complete, and read in headless Chromium as a reader would."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -131,3 +132,16 @@ def test_the_site_reads_well_in_a_browser(tmp_path):
         f"{name}-{width}.png" for name in check_site.SHOTS for width in check_site.WIDTHS
     }
     assert all(p.stat().st_size > 10_000 for p in result.screenshots)
+
+
+def test_the_readme_is_a_landing_page_whose_links_resolve():
+    readme = (REPO / "README.md").read_text()
+    assert len(readme.splitlines()) <= 150
+    assert "make install" in readme and "make test" in readme and "src/train.py" in readme
+    links = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", readme)
+    local = [link for link in links if not re.match(r"^[a-z]+:", link)]
+    assert len(local) >= 15
+    assert [link for link in local if not (REPO / link).exists()] == []
+    nav = (REPO / "mkdocs.yml").read_text()
+    pages = {link.removeprefix("docs/") for link in local if link.startswith("docs/")}
+    assert all(page in nav for page in pages), "the README links pages the site's nav lacks"
