@@ -43,6 +43,15 @@ def site_path(repo_path: str) -> str | None:
     return None
 
 
+def page_label(site: str) -> str:
+    """How a link whose text was its own path (`../README.md`) names the page instead."""
+    if site == "index.md":
+        return "the manual"
+    if site == "study/index.md":
+        return "the claims page"
+    return f"{site.split('/')[1]}/"
+
+
 def rewrite_links(text: str, source: str, experiments: Path) -> str:
     """Links of the markdown file `source` (repo path) rewritten for its site page."""
     here = site_path(source)
@@ -62,6 +71,8 @@ def rewrite_links(text: str, source: str, experiments: Path) -> str:
                 new = None
         if new is None:
             return f"{label} (`{repo}`)" if label.strip("`") != repo else f"`{repo}`"
+        if label.strip("`") in (target, path) and new.endswith("index.md"):  # a bare path
+            label = page_label(new)
         relative = posixpath.relpath(new, posixpath.dirname(here))
         return f"{bang}[{label}]({relative}{'#' + anchor if anchor else ''})"
 

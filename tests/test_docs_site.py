@@ -79,6 +79,9 @@ def test_study_links_become_site_links():
         "[recipe](../../README.md#paper-recipe) [cmd](run.sh) ![c](curves.png) "
         "[preset](../../conf/experiment/study_small.yaml) [web](https://arxiv.org)"
     )
+    assert rewrite_links(
+        "[../README.md](../README.md#x)", "experiments/lrn/README.md", experiments
+    ) == ("[the claims page](../index.md#x)")
     assert rewrite_links(text, "experiments/dropout/README.md", experiments) == (
         "[ref](../baseline/index.md) [rule](../index.md#how-a-verdict-is-reached) "
         "[recipe](../../paper-recipe.md) [cmd](run.sh) ![c](curves.png) "
