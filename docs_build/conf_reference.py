@@ -16,7 +16,6 @@ falls behind the files.
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ class Option:
     description: str
     is_global: bool
     keys: list[Key] = field(default_factory=list)
+    builds_on: list[str] = field(default_factory=list)  # its defaults list, _self_ left out
 
 
 def _inline_comment(rest: str) -> str | None:
@@ -86,6 +86,13 @@ def parse_option(file: Path, group: str) -> Option:
     if is_global:
         package = ""
     option = Option(group, file.stem, file, package, " ".join(leading), is_global)
+    for entry in tree.get("defaults", []) if isinstance(tree, dict) else []:
+        if entry != "_self_":
+            option.builds_on.append(
+                entry
+                if isinstance(entry, str)
+                else ", ".join(f"{k}: {v}" for k, v in entry.items())
+            )
     # (indent, key) of the mappings the current line sits in
     stack: list[tuple[int, str]] = []
     pending: list[str] = []  # the comment block directly above the current line
@@ -178,7 +185,7 @@ def _value(value) -> str:
 def _cell(text: str) -> str:
     """Comment text as a table cell: `<class>` is text here, not an HTML tag."""
     parts = text.split("`")  # odd parts are code spans, where markdown escapes by itself
-    parts[::2] = [html.escape(part, quote=False) for part in parts[::2]]
+    parts[::2] = [part.replace("<", "&lt;").replace(">", "&gt;") for part in parts[::2]]
     return "`".join(parts).replace("|", "\\|")
 
 
@@ -220,6 +227,12 @@ def render(conf: Path) -> str:
             )
             if option.description:
                 out += ["", _cell(option.description)]
+            if option.builds_on:
+                uses = ", ".join(f"`{entry}`" for entry in option.builds_on)
+                out += [
+                    "",
+                    f"Defaults list: {uses}.",
+                ]
             rows = [k for k in option.keys if not k.is_section or k.description]
             if rows:
                 out += ["", "| key | default | what it does |", "|---|---|---|"]
