@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from conftest import CONF, REPO
 
 sys.path.insert(0, str(REPO / "docs_build"))
@@ -148,3 +149,25 @@ def test_the_readme_is_a_landing_page_whose_links_resolve():
     nav = (REPO / "mkdocs.yml").read_text()
     pages = {link.removeprefix("docs/") for link in local if link.startswith("docs/")}
     assert all(page in nav for page in pages), "the README links pages the site's nav lacks"
+
+
+def test_every_page_is_in_the_nav():
+    nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
+
+    def leaves(node):
+        if isinstance(node, str):
+            yield node
+        elif isinstance(node, list):
+            for item in node:
+                yield from leaves(item)
+        elif isinstance(node, dict):
+            for value in node.values():
+                yield from leaves(value)
+
+    listed = set(leaves(nav))
+    pages = {p.relative_to(REPO / "docs").as_posix() for p in (REPO / "docs").rglob("*.md")}
+    assert pages - listed == set(), "add these pages to nav in mkdocs.yml"
+    generated = {"reference/configuration.md"} | {
+        f"study/{name}/index.md" for name in ("dropout", "lrn", "baseline")
+    }
+    assert generated <= listed
