@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
 
-.PHONY: help install test test-slow test-all lint format train report fashion-mnist study recipe-check bench bench-quick gpu-check clean
+.PHONY: help install test test-slow test-all lint format train report fashion-mnist study recipe-check bench bench-quick gpu-check docs docs-serve docs-check clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -12,8 +12,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 
-install: $(PY) ## create .venv and install the project (editable) with its dev, export, stream and dashboard tools
-	$(PY) -m pip install -e '.[dev,export,stream,dashboards]'
+install: $(PY) ## create .venv and install the project (editable) with its dev, docs, export, stream and dashboard tools
+	$(PY) -m pip install -e '.[dev,docs,export,stream,dashboards]'
 
 test: ## the test suite: offline, CPU only (slow tests excluded)
 	WANDB_MODE=offline $(PY) -m pytest
@@ -76,5 +76,18 @@ bench-quick: ## every benchmark at toy sizes, well under a minute (the tests run
 gpu-check: ## on a CUDA GPU: every GPU path run and measured, one table (< 5 min); else one line
 	$(PY) src/gpu_check.py
 
+# The manual as a site. MkDocs' plugins print a long notice about a future MkDocs 2 on
+# every build; these two variables silence it (they change nothing else).
+MKDOCS := NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true $(VENV)/bin/mkdocs
+
+docs: ## build the docs site into site/ (--strict: a warning fails the build)
+	$(MKDOCS) build --strict
+
+docs-serve: ## serve the docs site with live reload on http://127.0.0.1:8000
+	$(MKDOCS) serve
+
+docs-check: docs ## open the built site in headless Chromium: console errors, images, links, search; screenshots
+	$(PY) docs_build/check_site.py site --shots outputs/docs-check
+
 clean: ## remove run outputs and caches (not .venv, not data/)
-	rm -rf outputs multirun wandb .pytest_cache .ruff_cache
+	rm -rf outputs multirun wandb site .pytest_cache .ruff_cache

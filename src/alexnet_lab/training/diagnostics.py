@@ -2,7 +2,7 @@
 guard against runs whose loss never leaves chance (on by default).
 
 Both are about the costliest failure a long run can have: a training loss that sits at
-ln C (chance for C classes) for days. README "Paper recipe" shows what they found.
+ln C (chance for C classes) for days. docs/paper-recipe.md shows what they found.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def stall_advice(update_ratio: float | None, lr: float, init: str | None) -> str
     )
     return (
         f"{moved}Try {try_init}, a lower optimizer.lr (now {lr:g}), and callbacks=diagnostics "
-        f"to see the first steps layer by layer (README: Paper recipe)."
+        f"to see the first steps layer by layer (docs/paper-recipe.md)."
     )
 
 
