@@ -1,5 +1,5 @@
-"""Checks that turn a bad value into a clear error before anything is built, and keep
-secrets out of what a run writes."""
+"""Checks that turn a bad value into a clear error before anything is built: the config,
+the inputs a checkpoint was trained on, the checkpoint a run loads."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""What every job does around its task: loggers and callbacks from the config,
-a `metrics.json` at the end whatever happens, W&B closed, user errors as one paragraph."""
+"""One Hydra job's life around its task: callbacks from the config, a `metrics.json` at
+the end whatever happens, W&B closed, user errors as one paragraph, and how to continue."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
-"""What makes a sweep folder one experiment: a lock held by the one process running it,
-and each job's fingerprint (the config keys that change results, and the code version)
-so that a rerun under another config or code is refused before any job starts."""
+"""Each job's fingerprint (the config keys that change results, and the code version), so
+that a sweep run again under another config or code is refused before any job starts
+(sweeps/lock.py holds the folder for one process; sweeps/guard.py checks both)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Who a W&B run is: name, group, tags, job type and id.
+"""A W&B run: who it is (name, group, tags, job type, id; the names from jobs/naming.py)
+and what it records.
 
 Every sweep job is its own run, named after its overrides and grouped by its sweep, so
 the dashboard compares the jobs of one sweep at a glance. The identity is stored in the

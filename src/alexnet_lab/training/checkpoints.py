@@ -1,6 +1,6 @@
-"""Guards for long unattended runs: stop at the first NaN loss, write checkpoints
-atomically, never start a job in a finished run's folder (a sweep run again in its own
-folder continues it), keep secrets out of the saved config."""
+"""Checkpoints a long unattended run can trust: stop at the first non-finite loss before a
+checkpoint stores it, write checkpoints atomically, and a `last.ckpt` that carries the
+final metrics (a job cut before its metrics.json is completed from it)."""
 
 from __future__ import annotations
 
