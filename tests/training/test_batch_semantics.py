@@ -106,7 +106,7 @@ def test_world_size_under_srun_is_the_number_of_tasks(no_launcher):
 
 def test_batch_split_is_logged_and_refused_when_it_does_not_split(no_launcher, caplog):
     datamodule = SyntheticDataModule(batch_size=None, global_batch_size=128)
-    with caplog.at_level(logging.INFO, logger="alexnet_lab.training.ddp"):
+    with caplog.at_level(logging.INFO, logger="alexnet_lab.training.ranks"):
         recorded = batch_split(datamodule, ddp_trainer(2, num_nodes=2))
     assert recorded == {
         "data/batch_size_per_device": 32,

@@ -236,7 +236,7 @@ def test_a_stopped_run_records_status_stalled(tmp_path: Path, monkeypatch):
         "trainer.max_epochs=2",
     ]
     cfg = compose_config(folder_overrides(root, *guard), tmp_path / "run")
-    monkeypatch.setattr("alexnet_lab.jobs.folder.in_multirun", lambda: True)  # return, don't exit
+    monkeypatch.setattr("alexnet_lab.runs.in_multirun", lambda: True)  # return, don't exit
     metrics = run_task(train, cfg)
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["status"] == on_disk["status"] == "stalled"

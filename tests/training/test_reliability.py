@@ -300,7 +300,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
         folder_overrides(trained["root"], *extra, "scheduler.gamma=1e30"), tmp_path / "run"
     )
     # As in a sweep, the error is recorded and returned (a single run exits with status 1).
-    monkeypatch.setattr("alexnet_lab.jobs.folder.in_multirun", lambda: True)
+    monkeypatch.setattr("alexnet_lab.runs.in_multirun", lambda: True)
     metrics = run_task(train, cfg)
     assert metrics["status"] == "failed"
     on_disk = json.loads((tmp_path / "run" / "metrics.json").read_text())
