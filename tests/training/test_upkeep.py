@@ -18,7 +18,7 @@ import pytest
 from helpers.project import REPO, compose_config
 from lightning.fabric.plugins.environments import LightningEnvironment
 from lightning.fabric.strategies.launchers.subprocess_script import _ChildProcessObserver
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.strategies import DDPStrategy
 from lightning.pytorch.strategies.launchers.subprocess_script import _SubprocessScriptLauncher
 from lightning.pytorch.trainer.connectors.signal_connector import _SignalConnector
@@ -117,6 +117,7 @@ def instances(tmp_path: Path) -> dict[str, object]:
         "_SignalConnector": _SignalConnector(trainer),
         "Trainer": trainer,
         "WandbLogger": WandbLogger(offline=True, save_dir=str(tmp_path)),
+        "CSVLogger": CSVLogger(save_dir=str(tmp_path), name="csv", version=""),
     }
 
 
