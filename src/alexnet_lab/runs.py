@@ -34,6 +34,8 @@ from alexnet_lab.training.signals import InterruptCheckpoint, stop_signals
 
 log = logging.getLogger(__name__)
 
+LAST_ATTEMPT = "last_attempt.json"  # a failed or stopped resume of a completed run
+
 
 def folder_data_for_given_root(argv: list[str]) -> list[str]:
     """`python src/train.py data.root=DIR` with no data= choice means "my folder": add
@@ -154,8 +156,19 @@ def record_job(result: dict[str, Any], output_dir: Path, start: float) -> None:
     dead_ranks = reset_after_job(completed=result["status"] == "completed")
     if dead_ranks and result["status"] == "failed":
         result["error"] = "; ".join([*dead_ranks, result.get("error", "")])
+    # A completed run's result is replaced only by another completed one: a resume of it
+    # that fails or is stopped records its attempt beside it, not over it.
+    kept = finished_job(output_dir) if result["status"] != "completed" else None
     if rank_zero_only.rank == 0:
-        write_json_atomic(output_dir / "metrics.json", redact_secrets(result))
+        written = output_dir / ("metrics.json" if kept is None else LAST_ATTEMPT)
+        write_json_atomic(written, redact_secrets(result))
+        if kept is not None:
+            log.warning(
+                "%s keeps the completed run's metrics; this attempt (%s) is in %s.",
+                output_dir / "metrics.json",
+                result["status"],
+                written.name,
+            )
     finish_wandb(output_dir, result["status"])
     if rank_zero_only.rank == 0 and "signal" in result:
         say_how_to_continue(result)

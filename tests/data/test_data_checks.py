@@ -5,6 +5,7 @@ for with augmentation off (which the data module does not draw)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import hydra
@@ -136,12 +137,22 @@ def test_resume_or_fine_tune_with_another_input_scale_is_refused(tmp_path: Path)
     run = ["data=synthetic", "data.train_size=32", "data.val_size=16", "data.batch_size=16"]
     run_entry_point("train.py", *run, "trainer.max_epochs=1", "logger=csv", cwd=tmp_path)
     (run_dir,) = (tmp_path / "outputs" / "train" / "runs").iterdir()
-    resumed = run_entry_point(
-        "train.py", f"resume={run_dir}", "data.input_scale=paper", cwd=tmp_path, check=False
-    )
+    completed = json.loads((run_dir / "metrics.json").read_text())
+    further = ["data.input_scale=paper", "trainer.max_epochs=2"]  # a limit left to train to
+    resumed = run_entry_point("train.py", f"resume={run_dir}", *further, cwd=tmp_path, check=False)
     said = resumed.stdout + resumed.stderr
     assert resumed.returncode == 1, said[-3000:]
     assert "data.input_scale: the checkpoint's unit, this run's paper" in said
+    # The refused attempt is recorded beside the run's result, not over it.
+    assert json.loads((run_dir / "metrics.json").read_text()) == completed
+    assert json.loads((run_dir / "last_attempt.json").read_text())["status"] == "failed"
+    # At its limit the run is complete: the switch cannot apply, and says so.
+    at_limit = run_entry_point(
+        "train.py", f"resume={run_dir}", "data.input_scale=paper", cwd=tmp_path, check=False
+    )
+    said = at_limit.stdout + at_limit.stderr
+    assert at_limit.returncode == 1, said[-3000:]
+    assert "With nothing to train, data.input_scale=paper cannot apply" in said
     tuned = run_entry_point(
         "train.py",
         *run,

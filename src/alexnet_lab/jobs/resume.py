@@ -88,9 +88,13 @@ class RunComplete(Exception):
         self.metrics = metrics
 
 
-def check_not_complete(cfg: DictConfig, done: dict[str, Any] | None, found: dict | None) -> None:
+def check_not_complete(
+    cfg: DictConfig, done: dict[str, Any] | None, found: dict | None, given: list[str] = ()
+) -> None:
     """Raise RunComplete when the run in cfg.resume completed (`done`, its metrics.json)
-    and its newest checkpoint is its final state at the limit it is resumed with."""
+    and its newest checkpoint is its final state at the limit it is resumed with; a
+    ConfigError instead when overrides were `given` with it: with nothing to train they
+    cannot apply, and a switch that cannot apply is refused, never dropped."""
     if done is None or found is None or found["global_step"] != done.get("global_step"):
         return
     max_epochs = cfg.trainer.get("max_epochs")
@@ -102,13 +106,22 @@ def check_not_complete(cfg: DictConfig, done: dict[str, Any] | None, found: dict
     score = done.get("val/acc_top1")
     shown = f", val/acc_top1 {score:.4g}" if isinstance(score, float) else ""
     limit = f"trainer.max_steps={max_steps}" if at_step_limit else f"max_epochs={max_epochs}"
-    raise RunComplete(
+    complete = (
         f"{cfg.resume} is complete: it trained {_count(done['epochs'], 'epoch')} "
-        f"({_count(done['global_step'], 'step')}) of {limit}{shown}. Nothing to train; "
-        f"its files are left as they are. To train it further, raise the limit: "
-        f"python {sys.argv[0]} resume={cfg.resume} trainer.max_epochs={done['epochs'] + 10} "
-        f"(or a higher trainer.max_steps).",
-        done,
+        f"({_count(done['global_step'], 'step')}) of {limit}{shown}."
+    )
+    command = [f"resume={cfg.resume}", *given, f"trainer.max_epochs={done['epochs'] + 10}"]
+    further = (
+        f"To train it further, raise the limit: python {sys.argv[0]} {' '.join(command)} "
+        f"(or a higher trainer.max_steps)."
+    )
+    if given:
+        raise ConfigError(
+            f"{complete} With nothing to train, {' '.join(given)} cannot apply; nothing was "
+            f"changed. {further}"
+        )
+    raise RunComplete(
+        f"{complete} Nothing to train; its files are left as they are. {further}", done
     )
 
 
@@ -147,6 +160,7 @@ def prepare_resume(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, d
     checkpoint in the run's own folder wins over ckpt_path (that is a requeued job
     continuing); ckpt_path is used when the folder has none.
     """
+    rest: list[str] = []
     if cfg.get("resume"):
         run_dir = Path(cfg.resume).expanduser()
         rest = [o for o in overrides if not o.lstrip("+").startswith("resume=")]
@@ -159,7 +173,7 @@ def prepare_resume(cfg: DictConfig, overrides: list[str]) -> tuple[DictConfig, d
         remove_cut_writes(output_dir / CHECKPOINT_DIR)
     found = newest_checkpoint(output_dir / CHECKPOINT_DIR)
     if cfg.get("resume"):
-        check_not_complete(cfg, finished_job(output_dir), found)
+        check_not_complete(cfg, finished_job(output_dir), found, given=rest)
     if found is not None:
         log.info("Continuing from %s (epoch %d, step %d)", *found.values())
     elif cfg.get("resume"):
