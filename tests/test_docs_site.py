@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import yaml
-from conftest import CONF, REPO
+from helpers.project import CONF, REPO
 
 sys.path.insert(0, str(REPO / "docs_build"))
 
