@@ -9,7 +9,7 @@ arm is still improving and how many of its seeds collapsed to chance.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +154,9 @@ class Compared:
     variant: list[Run]
     run_on: bool  # the arms are the run-on runs (RUN_ON_RUNS), not the protocol's
     protocol: tuple[list[Run], list[Run]]  # the protocol's own runs of both arms
+    # Run-on runs of both arms while fewer seeds than the protocol's are in: shown beside
+    # the comparison, not standing for it.
+    partial: tuple[list[Run], list[Run]] = ([], [])
 
     @property
     def paired(self) -> stats.Paired:
@@ -176,7 +179,7 @@ def compare(experiments: Path, scale: Scale, comparison: Comparison) -> Compared
     protocol = tuple(
         load_arm(experiments, scale, arm)[0] for arm in (comparison.reference, comparison.variant)
     )
-    arms, run_on = protocol, False
+    arms, run_on, partial = protocol, False, ([], [])
     if comparison.run_on and scale.name == "cpu":
         longer = tuple(
             load_arm(experiments, scale, arm, RUN_ON_RUNS)[0]
@@ -184,7 +187,26 @@ def compare(experiments: Path, scale: Scale, comparison: Comparison) -> Compared
         )
         if all(runs and len(runs) >= len(p) for runs, p in zip(longer, protocol, strict=True)):
             arms, run_on = longer, True
-    return Compared(judge(comparison, *arms), arms[0], arms[1], run_on, protocol)
+        else:
+            partial = longer
+    return Compared(judge(comparison, *arms), arms[0], arms[1], run_on, protocol, partial)
+
+
+def run_on_note(compared: Compared) -> str:
+    """The claims table's word on arms run on past the protocol's end."""
+    if compared.run_on:
+        return f"both arms run on to {max(r.epochs for r in compared.variant)} epochs"
+    if any(compared.partial):
+        done = len({r.seed for r in compared.partial[0]} & {r.seed for r in compared.partial[1]})
+        return f"run on: {done} of {compared.paired.n} seeds so far, not yet standing for the arms"
+    return ""
+
+
+def assumed(c: Comparison) -> str:
+    """The claims table's word on an effect the paper gives no number for."""
+    if c.paper_effect_source.startswith("not quantified"):
+        return f"the paper gives no number: {c.paper_effect:g} point assumed"
+    return ""
 
 
 def ours_text(c: Comparison, compared: Compared) -> str:
@@ -233,7 +255,9 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
         paired, judged = compared.paired, compared.judged
         reference, variant = compared.reference, compared.variant
         mde = stats.detectable_effect(paired.sd, paired.n)
-        for r in reference + variant + compared.protocol[0] + compared.protocol[1]:
+        for r in (
+            reference + variant + [r for arm in compared.protocol + compared.partial for r in arm]
+        ):
             counted[str(r.path)] = r
         sections += [
             f"### {c.label}",
@@ -273,10 +297,25 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
                 f"own end, on its runs: {interval(first.paired)} points, {first.verdict}.",
                 "",
             ]
-            for arm, runs, protocol in (
-                (c.reference, reference, compared.protocol[0]),
-                (c.variant, variant, compared.protocol[1]),
-            ):
+        elif any(compared.partial):
+            so_far = replace(
+                compared,
+                judged=judge(c, *compared.partial),
+                reference=compared.partial[0],
+                variant=compared.partial[1],
+            )
+            seeds = ", ".join(map(str, so_far.paired.seeds)) or "none paired"
+            sections += [
+                f"Run on so far ([Arms run on](#arms-run-on)), seeds {seeds}: "
+                f"{ours_text(c, so_far)}, {so_far.judged.verdict} on those seeds; the verdict "
+                "above stays the protocol runs' until every seed has run on.",
+                "",
+            ]
+        longer = (reference, variant) if compared.run_on else compared.partial
+        for arm, runs, protocol in zip(
+            (c.reference, c.variant), longer, compared.protocol, strict=True
+        ):
+            if runs:
                 run_on_rows.append(continued.run_on_row(f"{c.label}: {arm.label}", protocol, runs))
         rows.append(
             {
@@ -287,7 +326,7 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
                 "judgement": judged,
                 "mde": points(mde) + ("" if math.isnan(mde) else " points"),
                 "verdict": judged.verdict,
-                "note": c.note,
+                "note": "; ".join(n for n in (c.note, assumed(c), run_on_note(compared)) if n),
             }
         )
         ax = axes[0][column]

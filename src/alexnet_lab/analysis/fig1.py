@@ -232,7 +232,7 @@ def report_relu_vs_tanh(study_dir: Path, scale: Scale) -> list[dict[str, Any]] |
     figures.save(fig, study_dir / f"fig1_train_error{scale.suffix}.png")
     for ax in prow_starts:
         ax.set_ylabel("tanh epochs / ReLU epochs to the level")
-    figures.speedup_key(paxes[0])
+    figures.speedup_key(pfig)
     figures.title(
         pfig,
         f"tanh / ReLU epochs to {PAPER_LEVEL:.0%} (the paper's level: {FIG1_PAPER_RATIO:g}×) "

@@ -15,12 +15,13 @@ matplotlib.use("Agg")  # headless: the report runs in make, CI and tests
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
+from matplotlib.ticker import FixedLocator, FuncFormatter, NullFormatter  # noqa: E402
 
 from alexnet_lab.analysis.runs import Run  # noqa: E402
 from alexnet_lab.analysis.stats import Paired  # noqa: E402
 
 DPI = 100
+RATIO_TICKS = (0.1, 0.2, 0.3, 0.5, 1, 2, 3, 6, 10, 20)  # a ratio axis's labelled values
 # No library version or timestamp in the file: only what is drawn decides its bytes.
 PNG_METADATA = {"Software": None}
 STYLE = {
@@ -55,7 +56,9 @@ def title(fig, text: str) -> None:
 def save(fig, path: Path) -> None:
     with plt.rc_context(STYLE):
         fig.tight_layout()
-        fig.savefig(path, dpi=DPI, metadata=PNG_METADATA)
+        # A figure-level legend sits outside the panels: the file grows to hold it.
+        tight = "tight" if fig.legends else None
+        fig.savefig(path, dpi=DPI, metadata=PNG_METADATA, bbox_inches=tight)
     plt.close(fig)
 
 
@@ -144,16 +147,16 @@ def speedup_panel(ax, levels, paper_ratio: float, paper_level: str, title: str) 
             ax.text(x + 0.45, paper_ratio, f" paper: {paper_ratio:g}×", color="C3", fontsize=8)
     ax.axhline(1.0, color="grey", linewidth=0.8)
     ax.set_yscale("log")
-    ratio = FuncFormatter(lambda v, _: f"{v:g}×")
-    ax.yaxis.set_major_formatter(ratio)
-    ax.yaxis.set_minor_formatter(ratio)
+    ax.yaxis.set_major_locator(FixedLocator(RATIO_TICKS))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}×"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
     ax.set_xticks(range(len(levels)), [f"to {label}" for label, *_ in levels])
     ax.set_xlim(-0.4, len(levels) - 0.2)
     ax.set_title(title, fontsize=8)
 
 
-def speedup_key(ax) -> None:
-    """The legend of speedup_panel's markers."""
+def speedup_key(fig) -> None:
+    """The legend of speedup_panel's markers, below the panels."""
     dot = {"linestyle": "none", "color": "C0"}
     handles = [
         Line2D([], [], marker="o", label="a seed: both arms reached the level", **dot),
@@ -170,7 +173,7 @@ def speedup_key(ax) -> None:
         ),
         Line2D([], [], color="C3", linestyle="--", label="the paper's ratio, at its own level"),
     ]
-    ax.legend(handles=handles, fontsize=8, loc="best")
+    fig.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 0), ncol=2)
 
 
 def empty(ax, text: str) -> None:

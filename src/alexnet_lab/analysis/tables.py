@@ -132,7 +132,7 @@ QUOTED_NUMBER = re.compile(
 )
 QUOTED_VERDICT = re.compile(r'["“]([a-z][a-z ()\']+)["”]')
 # Sections about runs that are no longer kept (v1) quote numbers no table has any more.
-HISTORY_HEADING = re.compile(r"v1|superseded|history", re.IGNORECASE)
+HISTORY_HEADING = re.compile(r"\bv1\b|superseded", re.IGNORECASE)
 
 
 def _normalised(text: str) -> str:
