@@ -56,7 +56,7 @@ def test_report_tables_carry_the_rules_verdicts(experiments: Path):
     claims = (experiments / "README.md").read_text()
     assert "OLD" not in claims and claims.endswith("kept\n")
     verdicts = {row[3]: row[8] for row in table}
-    assert verdicts["small net"] == "reproduced"  # dropout's comparison
+    assert verdicts["small net (the paper gives no number: 1 point assumed)"] == "reproduced"
     assert verdicts["init default, unit-scale inputs"] == "smaller than the paper's"
     assert verdicts["small net, paper-scale inputs, default init"] == "runs pending"
     # A study without runs keeps what it had.
@@ -88,7 +88,8 @@ def test_a_kept_first_pass_lists_only_what_it_ran(experiments: Path):
     for study in ("baseline", "dropout"):
         (experiments / study / "runs").rename(experiments / study / "runs-24ep")
     table = report_all(experiments, "cpu-24ep")
-    assert [row[3] for row in table] == ["small net"]  # no claim-1 or pending rows
+    # No claim-1 or pending rows: dropout's comparison, whose effect the paper gives no number.
+    assert [row[3] for row in table] == ["small net (the paper gives no number: 1 point assumed)"]
     assert table[0][8] == "reproduced" and table[0][0].startswith("[4. Dropout]")
     first_pass = (experiments / "dropout" / "results-24ep.md").read_text()
     assert "first pass: 24 epochs" in first_pass and "curves-24ep.png" in first_pass
