@@ -23,16 +23,6 @@ def experiments(tmp_path: Path) -> Path:
     return fake_experiments(tmp_path)
 
 
-VERDICTS = (
-    stats.REPRODUCED,
-    stats.SMALLER,
-    stats.REVERSED,
-    stats.INCONCLUSIVE,
-    stats.STILL_IMPROVING,
-    stats.NO_EFFECT,
-)
-
-
 def claims_row(table, comparison: str, claim: str = "") -> list[str]:
     """The claims-table row of one comparison (its label, maybe followed by a note), under
     the claim whose name starts with `claim`."""
@@ -254,7 +244,7 @@ def test_the_committed_readmes_quote_only_generated_numbers():
     generated from the committed records."""
     root = Path(__file__).resolve().parents[1] / "experiments"
     corpus = generated_text(root)
-    verdicts = [v for v in VERDICTS if v in corpus]
+    verdicts = [v for v in stats.VERDICTS if v in corpus]
     problems = {
         str(readme.relative_to(root)): tables.unsupported_quotes(
             readme.read_text(), corpus, verdicts
@@ -269,12 +259,12 @@ def test_four_layer_lrn_arms_run_on_stand_for_the_arms_once_every_seed_is_in(tmp
     every_2 = [np.nan, 0.30, np.nan, 0.28, np.nan, 0.26, np.nan, 0.24, np.nan, 0.22, np.nan, 0.2]
     # Run on to 18 epochs: the same first 12, then 0.3 points lower after the lr steps.
     settled = every_2 + [np.nan, 0.198, np.nan, 0.197, np.nan, 0.197]
-    for runs, val in (("runs", every_2), ("runs-continued", settled)):
+    for folder, val in (("runs", every_2), ("runs-continued", settled)):
         for arm, offset in (("lrn", 0.0), ("no_lrn", 0.01)):
-            seeds = range(5) if runs == "runs" else range(2)
+            seeds = range(5) if folder == "runs" else range(2)
             write_arm(
                 experiments,
-                f"lrn/{runs}/fig1_unit/{arm}",
+                f"lrn/{folder}/fig1_unit/{arm}",
                 lambda s, n=len(val): [0.1] * n,
                 lambda s, v=val, o=offset: [x + o + 0.001 * s for x in v],
                 [f"model.lrn={arm == 'lrn'}"],
@@ -306,7 +296,6 @@ def test_four_layer_lrn_arms_run_on_stand_for_the_arms_once_every_seed_is_in(tmp
     assert "both arms run on to 18 epochs" in row[3]
     # Settled at 19.7% and 20.7%: +1 point against the paper's 2, every seed.
     assert row[4] == "+1.00 [+1.00, +1.00], n=5 points" and row[8] == "reproduced"
-    assert (
-        "At the protocol's own end, on its runs: +1.00 [+1.00, +1.00], n=5 points, inconclusive (still improving)"
-        in (experiments / "lrn" / "results.md").read_text()
-    )
+    at_12 = "+1.00 [+1.00, +1.00], n=5 points, inconclusive (still improving)"
+    results = (experiments / "lrn" / "results.md").read_text()
+    assert f"At the protocol's own end, on its runs: {at_12}" in results

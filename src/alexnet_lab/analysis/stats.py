@@ -30,6 +30,7 @@ INCONCLUSIVE = "inconclusive"
 STILL_IMPROVING = "inconclusive (still improving)"
 PENDING = "runs pending"  # no paired seeds yet: no evidence either way
 NO_EFFECT = "no effect at this resolution"
+VERDICTS = (REPRODUCED, SMALLER, REVERSED, INCONCLUSIVE, STILL_IMPROVING, NO_EFFECT, PENDING)
 # The size condition: "reproduced" needs an effect of this fraction of the paper's within
 # the interval; "no effect" needs both ends within it.
 SIZE_FRACTION = 0.5
