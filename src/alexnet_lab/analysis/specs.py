@@ -70,7 +70,7 @@ class Comparison:
 
 RUN_ON_RUNS = "runs-continued"
 # How lrn/run.sh continued runs the four-layer arms on: the lr / 10 steps of claims 2-6.
-RUN_ON_SCHEDULE = "the lr / 10 steps of claims 2-6, here after epochs 12 and 15, to 18"
+RUN_ON_SCHEDULE = "the lr / 10 steps of claims 2-6, here after epochs 12 and 15, to 20"
 
 
 @dataclass(frozen=True)
