@@ -6,7 +6,9 @@ what the report generated."""
 from __future__ import annotations
 
 import math
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -299,3 +301,53 @@ def test_four_layer_lrn_arms_run_on_stand_for_the_arms_once_every_seed_is_in(tmp
     at_12 = "+1.00 [+1.00, +1.00], n=5 points, inconclusive (still improving)"
     results = (experiments / "lrn" / "results.md").read_text()
     assert f"At the protocol's own end, on its runs: {at_12}" in results
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def continued_jobs(tmp_path: Path, study: str, arm: str, overrides: list[str]) -> list[str]:
+    """The train commands `<study>/run.sh continued` would run (PY=echo prints them), with
+    the arm's committed overrides faked under tmp_path."""
+    hydra = tmp_path / study / "runs" / arm / "seed_0" / ".hydra"
+    hydra.mkdir(parents=True)
+    lines = ["experiment=study_fig1", *overrides, "seed=0"]
+    (hydra / "overrides.yaml").write_text("".join(f"- {o}\n" for o in lines))
+    env = {**os.environ, "EXPERIMENTS": str(tmp_path), "PY": "echo", "SEEDS": "0"}
+    script = REPO / "experiments" / study / "run.sh"
+    result = subprocess.run(
+        ["bash", str(script), "continued"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    refused = subprocess.run(
+        ["bash", str(script), "continued"],
+        env={**env, "STUDY_SCALE": "gpu"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 2 and "STUDY_SCALE=cpu" in refused.stderr
+    return [line for line in result.stdout.splitlines() if "src/train.py" in line]
+
+
+def test_claim_1_run_on_reruns_the_censored_arm_longer_at_its_own_lr(tmp_path: Path):
+    arm = "tuned/default-init_paper-scale/tanh/lr0.01"
+    overrides = ["model.init=default", "data.input_scale=paper", "model.activation=tanh"]
+    (job,) = continued_jobs(tmp_path, "relu_vs_tanh", arm, [*overrides, "optimizer.lr=0.01"])
+    assert " ".join(overrides) in job and "optimizer.lr=0.01 trainer.max_epochs=24" in job
+    assert "experiment=study_fig1" in job and " seed=0 " in job and "scheduler" not in job
+    assert f"hydra.sweep.dir={tmp_path}/relu_vs_tanh/runs-continued " in job
+    assert job.endswith(f"hydra.sweep.subdir={arm}/seed_${{seed}}")
+
+
+def test_lrn_run_on_adds_the_lr_steps_after_the_protocols_end(tmp_path: Path):
+    overrides = ["model.init=default", "data.input_scale=unit", "optimizer.lr=0.01"]
+    hydra = tmp_path / "lrn" / "runs" / "fig1_unit" / "no_lrn" / "seed_0" / ".hydra"
+    hydra.mkdir(parents=True)
+    (hydra / "overrides.yaml").write_text("- model.lrn=False\n")
+    jobs = continued_jobs(tmp_path, "lrn", "fig1_unit/lrn", ["model.lrn=True", *overrides])
+    assert len(jobs) == 2  # LRN and no LRN, seed 0
+    assert "model.lrn=True model.init=default" in jobs[0] and "model.lrn=False" in jobs[1]
+    for job in jobs:
+        assert "scheduler=multistep scheduler.milestones=[12,15] trainer.max_epochs=20" in job
+        assert f"hydra.sweep.dir={tmp_path}/lrn/runs-continued " in job
