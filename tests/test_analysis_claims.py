@@ -148,6 +148,7 @@ def test_collapsed_seeds_are_counted_and_read_by_the_sign_test(tmp_path: Path):
     assert "sign test 5 of 5 positive, median +3.00 points" in row[4]
     assert row[5] == "+3.00 (median)" and row[6].startswith("0.062 (")
     assert row[6].endswith("sign-test") and row[8] == "inconclusive"
+    assert row[7] == "—"  # no t-test resolution where the t-interval is not read
     results = (experiments / "dropout" / "results.md").read_text()
     assert "| 1 of 5 |" in results and "| 0 of 5 |" in results  # per arm
 

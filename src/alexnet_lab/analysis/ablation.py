@@ -255,7 +255,8 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
     for column, (c, compared) in enumerate(zip(comparisons, loaded, strict=True)):
         paired, judged = compared.paired, compared.judged
         reference, variant = compared.reference, compared.variant
-        mde = stats.detectable_effect(paired.sd, paired.n)
+        # The t-test's resolution means nothing where the rule reads the sign test.
+        mde = math.nan if judged.test == "sign" else stats.detectable_effect(paired.sd, paired.n)
         for r in (
             reference + variant + [r for arm in compared.protocol + compared.partial for r in arm]
         ):
