@@ -307,10 +307,16 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
                 variant=compared.partial[1],
             )
             seeds = ", ".join(map(str, so_far.paired.seeds)) or "none paired"
+            moving = ", ".join(
+                f"{arm.label} {late_change(runs) * 100:+.2f}"
+                for arm, runs in zip((c.reference, c.variant), compared.partial, strict=True)
+                if runs
+            )
             sections += [
                 f"Run on so far ([Arms run on](#arms-run-on)), seeds {seeds}: "
-                f"{ours_text(c, so_far)}, {so_far.judged.verdict} on those seeds; the verdict "
-                "above stays the protocol runs' until every seed has run on.",
+                f"{ours_text(c, so_far)}, {so_far.judged.verdict} on those seeds (val err "
+                f"change over their last {LATE} epochs, points: {moving}); the verdict above "
+                "stays the protocol runs' until every seed has run on.",
                 "",
             ]
         longer = (reference, variant) if compared.run_on else compared.partial
