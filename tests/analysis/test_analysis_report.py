@@ -10,30 +10,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from helpers.analysis_fakes import fake_job, write_ablation, write_fig1
+from helpers.analysis_fakes import CLAIMS_README, fake_experiments, fake_job
 
 from alexnet_lab.analysis import ablation, cli, fig1, lr_search, runs
 from alexnet_lab.analysis.build import pending_table, report_all
 from alexnet_lab.analysis.specs import FIG1_CONDITIONS, LR_LADDER, MAX_GRID
 from alexnet_lab.errors import DataError
 
-CLAIMS_README = "# Claims\n<!-- claims:start -->\nOLD\n<!-- claims:end -->\nkept\n"
-
 
 @pytest.fixture
 def experiments(tmp_path: Path) -> Path:
-    root = tmp_path / "experiments"
-    for study in ("relu_vs_tanh", "baseline", "dropout", "lrn"):
-        (root / study).mkdir(parents=True)
-    (root / "README.md").write_text(CLAIMS_README)
-    (root / "dropout" / "README.md").write_text(
-        "intro\n<!-- results:start -->\n<!-- results:end -->\n"
-        "**Verdict:** reproduced: here is why.\n"
-    )
-    (root / "lrn" / "results.md").write_text("an earlier study's results\n")
-    write_ablation(root)
-    write_fig1(root)
-    return root
+    return fake_experiments(tmp_path)
 
 
 def generated_files(root: Path) -> dict[str, bytes]:
@@ -50,14 +37,15 @@ def test_report_tables_carry_the_rules_verdicts(experiments: Path):
     # Val error at the held-out best epoch: 20% with dropout (epoch 3), 25% without (2).
     assert "| dropout 0 | 5 | 1,000 | 5000 | 25.0 ± 0.1 | 2 ± 0 |" in dropout
     # The noise is shared by each seed's pair, so every paired difference is 5 points.
-    assert "| +5.00 [+5.00, +5.00], n=5 | 0.00 |" in dropout
+    assert "| +5.00 [+5.00, +5.00], n=5 points | 0.00 |" in dropout
     assert dropout.count("reproduced") == 1
     assert "25.0 ± 0.1" in (experiments / "dropout" / "README.md").read_text()
     fig1 = (experiments / "relu_vs_tanh" / "results.md").read_text()
-    # ReLU reaches 10% at epoch 2, tanh at epoch 4: 2x for every seed.
-    assert "| default-init_unit-scale | relu | 0.03 | 5 | 1.2 ± 0.0 | 2.0 ± 0.0 |" in fig1
-    assert "2.00× [2.00, 2.00], n=5 — reproduced" in fig1
-    assert "0 of 5 reached it (> 4)" in fig1  # tanh never reaches 5%: censored, counted
+    # Each epoch's running mean sits at its middle: ReLU reaches 10% at epoch 1.5, tanh at
+    # 3.5, 7/3x for every seed: log(7/3) / log 6 = 0.47 of the paper's effect, short of half.
+    assert "| default-init_unit-scale | relu | 0.03 | 5 | 4 | 0.8 ± 0.0 | 1.5 ± 0.0 |" in fig1
+    assert "2.33× [2.33, 2.33], n=5 — smaller than the paper's" in fig1
+    assert "0 of 5 reached it (> 3.5)" in fig1  # tanh never reaches 5%: censored, counted
     for png in (
         "dropout/curves.png",
         "relu_vs_tanh/fig1_train_error.png",
@@ -67,9 +55,9 @@ def test_report_tables_carry_the_rules_verdicts(experiments: Path):
         assert (experiments / png).stat().st_size > 5000
     claims = (experiments / "README.md").read_text()
     assert "OLD" not in claims and claims.endswith("kept\n")
-    verdicts = {row[3]: row[6] for row in table}
-    assert verdicts["small net"] == "reproduced"  # dropout's comparison
-    assert verdicts["init default, unit-scale inputs"] == "reproduced"
+    verdicts = {row[3]: row[8] for row in table}
+    assert verdicts["small net (the paper gives no number: 1 point assumed)"] == "reproduced"
+    assert verdicts["init default, unit-scale inputs"] == "smaller than the paper's"
     assert verdicts["small net, paper-scale inputs, default init"] == "runs pending"
     # A study without runs keeps what it had.
     assert (experiments / "lrn" / "results.md").read_text() == "an earlier study's results\n"
@@ -100,15 +88,16 @@ def test_a_kept_first_pass_lists_only_what_it_ran(experiments: Path):
     for study in ("baseline", "dropout"):
         (experiments / study / "runs").rename(experiments / study / "runs-24ep")
     table = report_all(experiments, "cpu-24ep")
-    assert [row[3] for row in table] == ["small net"]  # no claim-1 or pending rows
-    assert table[0][6] == "reproduced" and table[0][0].startswith("[4. Dropout]")
+    # No claim-1 or pending rows: dropout's comparison, whose effect the paper gives no number.
+    assert [row[3] for row in table] == ["small net (the paper gives no number: 1 point assumed)"]
+    assert table[0][8] == "reproduced" and table[0][0].startswith("[4. Dropout]")
     first_pass = (experiments / "dropout" / "results-24ep.md").read_text()
     assert "first pass: 24 epochs" in first_pass and "curves-24ep.png" in first_pass
     # It never writes over today's claims table.
     assert (experiments / "README.md").read_text() == CLAIMS_README
     # Today's protocol has no claim-4 runs yet: its row says so.
     dropout = next(row for row in report_all(experiments, "cpu") if "Dropout" in row[0])
-    assert dropout[4] == dropout[6] == "runs pending"
+    assert dropout[4] == dropout[8] == "runs pending"
 
 
 def test_late_change_says_whether_an_arm_has_stopped_improving(tmp_path: Path):
@@ -221,13 +210,13 @@ def test_speedup_says_when_neither_arm_reached_the_level(tmp_path: Path):
         return runs.load_runs(tmp_path / activation)[0]
 
     relu, tanh = arm("relu", [0.3, 0.2, 0.15]), arm("tanh", [0.4, 0.3, 0.2])
-    text, verdict, paired = fig1.speedup_cell(relu, tanh, 0.10)
+    text, judged, _, _ = fig1.speedup_cell(relu, tanh, 0.10)
     # Not "1.00x [1.00, 1.00]": both arms censored at the run length say nothing.
-    assert text == "neither reached it in 3 epochs (ReLU 0 of 3, tanh 0 of 3)"
-    assert verdict == "inconclusive" and paired.n == 0
-    # ReLU reaches 25% at epoch 1.5, tanh at 2.5: a ratio of 5/3 for every seed.
-    text, verdict, paired = fig1.speedup_cell(relu, tanh, 0.25)
-    assert text == "1.67× [1.67, 1.67], n=3" and paired.n == 3
+    assert text == "neither reached it (ReLU 0 of 3 in 3 epochs, tanh 0 of 3 in 3)"
+    assert judged.verdict == "inconclusive" and judged.paired.n == 0
+    # Mid-epoch points: ReLU reaches 25% at epoch 1.0, tanh at 2.0: 2x for every seed.
+    text, judged, _, _ = fig1.speedup_cell(relu, tanh, 0.25)
+    assert text == "2.00× [2.00, 2.00], n=3" and judged.paired.n == 3
 
 
 def test_continued_runs_show_whether_the_reference_kept_improving(tmp_path: Path):

@@ -106,3 +106,23 @@ def write_fig1(experiments: Path, seeds=range(5)) -> None:
                     f"seed={seed}",
                 ],
             )
+
+
+CLAIMS_README = "# Claims\n<!-- claims:start -->\nOLD\n<!-- claims:end -->\nkept\n"
+
+
+def fake_experiments(tmp_path: Path) -> Path:
+    """An experiments/ folder with claim 1's default-init, unit-scale arms, the reference
+    and a dropout-off arm, a claims README and a dropout README with a verdict line."""
+    root = tmp_path / "experiments"
+    for study in ("relu_vs_tanh", "baseline", "dropout", "lrn"):
+        (root / study).mkdir(parents=True)
+    (root / "README.md").write_text(CLAIMS_README)
+    (root / "dropout" / "README.md").write_text(
+        "intro\n<!-- results:start -->\n<!-- results:end -->\n"
+        "**Verdict:** reproduced: here is why.\n"
+    )
+    (root / "lrn" / "results.md").write_text("an earlier study's results\n")
+    write_ablation(root)
+    write_fig1(root)
+    return root

@@ -1,5 +1,6 @@
 """The study's statistics: paired differences, their 95% t-interval, the minimum detectable
-effect, the verdict rule and censored thresholds. Written once here and stated in
+effect, the verdict rule (`judge`: size condition, convergence, collapsed seeds, censored
+bounds), Holm's family-wise adjustment and censored thresholds. Written once here and stated in
 experiments/README.md; every table and figure uses these functions, and so does every
 sweep's seed aggregate (alexnet_lab.sweeps.aggregate: an arm's mean with its t-interval).
 
@@ -23,10 +24,22 @@ POWER = 0.80
 
 # The verdicts, exactly as experiments/README.md states the rule.
 REPRODUCED = "reproduced"
+SMALLER = "smaller than the paper's"
 REVERSED = "reversed"
 INCONCLUSIVE = "inconclusive"
+STILL_IMPROVING = "inconclusive (still improving)"
 PENDING = "runs pending"  # no paired seeds yet: no evidence either way
 NO_EFFECT = "no effect at this resolution"
+VERDICTS = (REPRODUCED, SMALLER, REVERSED, INCONCLUSIVE, STILL_IMPROVING, NO_EFFECT, PENDING)
+# The size condition: "reproduced" needs an effect of this fraction of the paper's within
+# the interval; "no effect" needs both ends within it.
+SIZE_FRACTION = 0.5
+# An arm whose val error fell by more than this (a fraction: 0.5 points) over its last
+# epochs is still improving, and its comparison is not judged.
+IMPROVING = 0.005
+LATE = 6  # ... over its last LATE epochs: the change from the last validation LATE before
+# A seed whose training error ended at or above this (10 classes: chance is 0.9) collapsed.
+COLLAPSED_ERROR = 0.85
 
 
 @dataclass(frozen=True)
@@ -113,24 +126,149 @@ def detectable_effect(sd: float, n: int, alpha: float = ALPHA, power: float = PO
     return float(noncentrality * sd / math.sqrt(n))
 
 
-def verdict(paired: Paired, paper_effect: float) -> str:
-    """The rule, from the interval of (switched off - reference), or of whatever difference
-    the study defines, in the units of `paper_effect`, whose sign is the paper's direction:
+@dataclass(frozen=True)
+class Size:
+    """Our effect over the paper's (same units, the paper's sign): 1 is the paper's effect,
+    0 none, negative the other direction. low/high: the interval divided the same way (NaN
+    where the rule reads no interval; infinite on the side a bound leaves open)."""
 
-    - reproduced: the interval excludes 0 on the paper's side;
-    - reversed: it excludes 0 on the other side;
-    - inconclusive: it contains 0 and is wider (high - low) than |paper_effect|;
-    - no effect at this resolution: it contains 0 and is narrower, so an effect of the
-      paper's size would have lain outside it.
+    mean: float
+    low: float
+    high: float
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The rule's reading of one comparison (experiments/README.md, "How a verdict is
+    reached")."""
+
+    verdict: str
+    paired: Paired
+    size: Size
+    p: float  # two-sided: the paired t-test's, or the sign test's (test says which)
+    test: str  # "t", "sign" or "" (nothing to test)
+    median: float
+    bound: int | None  # the paired values' bound direction (see judge)
+    collapsed: int  # seeds that collapsed, both arms together
+
+    @property
+    def size_bound(self) -> int | None:
+        """+1 when the size is only a lower bound, -1 an upper one, None when exact."""
+        if self.size.high == math.inf:
+            return +1
+        return -1 if self.size.low == -math.inf else None
+
+
+def still_improving(late_change: float) -> bool:
+    """Whether an arm's mean val-error change over its last epochs (negative: falling) is
+    more than the rule allows."""
+    return not math.isnan(late_change) and late_change < -IMPROVING
+
+
+def sign_test(differences: Sequence[float]) -> float:
+    """Exact two-sided sign test of a zero median; zero differences are dropped."""
+    positive = sum(d > 0 for d in differences)
+    nonzero = sum(d != 0 for d in differences)
+    return float(stats.binomtest(positive, nonzero, 0.5).pvalue) if nonzero else math.nan
+
+
+def t_test(paired: Paired) -> float:
+    """Two-sided p of the paired t-test of a zero mean difference."""
+    if paired.n < 2 or math.isnan(paired.sd):
+        return math.nan
+    if paired.sd == 0:
+        return 0.0 if paired.mean != 0 else 1.0
+    t = paired.mean / (paired.sd / math.sqrt(paired.n))
+    return float(2 * stats.t.sf(abs(t), paired.n - 1))
+
+
+def judge(
+    paired: Paired,
+    paper_effect: float,
+    *,
+    bound: int | None = None,
+    still_improving: bool = False,
+    collapsed: int = 0,
+) -> Judgement:
+    """The verdict rule, in its order, on the paired differences (variant - reference, or
+    whatever the study defines) in the units of `paper_effect`, whose sign is the paper's:
+
+    1. runs pending: no paired seeds;
+    2. inconclusive (still improving): an arm has not stopped improving;
+    3. collapsed seeds in either arm: the exact sign test and the median replace the
+       t-interval; reproduced / reversed when p < ALPHA on the median's side;
+    4. bound (censored seeds): +1 when every bounded difference is a lower bound on the
+       true one, -1 an upper bound, 0 mixed. Only a verdict on the bound's side: reproduced
+       or reversed when the interval's limit on that side excludes 0, else inconclusive;
+    5. the 95% interval: reproduced when it excludes 0 on the paper's side and its far end
+       reaches SIZE_FRACTION of the paper's effect; smaller than the paper's when it
+       excludes 0 on that side and that fraction too; reversed when it excludes 0 on the
+       other side; no effect at this resolution when it contains 0 with both ends within
+       SIZE_FRACTION of the paper's effect; inconclusive otherwise.
     """
-    if paired.n == 0:
-        return PENDING
-    if paired.n < 2 or math.isnan(paired.low):
-        return INCONCLUSIVE
     direction = math.copysign(1.0, paper_effect)
+    scale = abs(paper_effect)
+    median = float(np.median(paired.differences)) if paired.n else math.nan
+
+    def sized(mean: float, low: float, high: float) -> Size:
+        ends = sorted((low * direction / scale, high * direction / scale))
+        return Size(mean * direction / scale, ends[0], ends[1])
+
+    def result(verdict: str, size: Size, p: float, test: str) -> Judgement:
+        return Judgement(verdict, paired, size, p, test, median, bound, collapsed)
+
+    nan = math.nan
+    if paired.n == 0:
+        return result(PENDING, Size(nan, nan, nan), nan, "")
+    if collapsed:
+        p = sign_test(paired.differences)
+        size = Size(median * direction / scale, nan, nan)
+        if still_improving:
+            return result(STILL_IMPROVING, size, p, "sign")
+        if p < ALPHA:
+            side = REPRODUCED if median * direction > 0 else REVERSED
+            return result(side, size, p, "sign")
+        return result(INCONCLUSIVE, size, p, "sign")
+    p = t_test(paired)
+    if paired.n < 2 or math.isnan(paired.low):
+        return result(INCONCLUSIVE, sized(paired.mean, nan, nan), p, "t")
+    if bound is not None:
+        # A lower bound leaves the interval open above, an upper bound below.
+        low = paired.low if bound > 0 else -math.inf
+        high = paired.high if bound < 0 else math.inf
+        size = sized(paired.mean, low, high) if bound else Size(nan, nan, nan)
+        if still_improving:
+            return result(STILL_IMPROVING, size, p, "t")
+        if (bound > 0 and paired.low > 0) or (bound < 0 and paired.high < 0):
+            return result(REPRODUCED if bound * direction > 0 else REVERSED, size, p, "t")
+        return result(INCONCLUSIVE, size, p, "t")
+    size = sized(paired.mean, paired.low, paired.high)
+    if still_improving:
+        return result(STILL_IMPROVING, size, p, "t")
     if paired.low > 0 or paired.high < 0:
-        return REPRODUCED if paired.mean * direction > 0 else REVERSED
-    return INCONCLUSIVE if paired.width > abs(paper_effect) else NO_EFFECT
+        if paired.mean * direction < 0:
+            return result(REVERSED, size, p, "t")
+        far = max(abs(paired.low), abs(paired.high))
+        return result(REPRODUCED if far >= SIZE_FRACTION * scale else SMALLER, size, p, "t")
+    near_zero = max(abs(paired.low), abs(paired.high)) < SIZE_FRACTION * scale
+    return result(NO_EFFECT if near_zero else INCONCLUSIVE, size, p, "t")
+
+
+def verdict(paired: Paired, paper_effect: float) -> str:
+    """judge's verdict for plain paired differences (no bound, converged, no collapse)."""
+    return judge(paired, paper_effect).verdict
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment over the p-values that are not NaN (NaN stays NaN):
+    adjusted p < alpha for all of them at once controls the family-wise error at alpha."""
+    present = sorted((p, i) for i, p in enumerate(p_values) if not math.isnan(p))
+    adjusted = [math.nan] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(present):
+        running = max(running, min(1.0, (len(present) - rank) * p))
+        adjusted[i] = running
+    return adjusted
 
 
 # ------------------------------------------------------------ censored thresholds
@@ -194,25 +332,6 @@ def spread(values: Sequence[float], fmt: str = "{:.1f}") -> str:
         sd_fmt = fmt.replace("{:+", "{:")  # a signed mean ('+1.20'), an unsigned SD
         text += " ± " + sd_fmt.format(float(np.std(values, ddof=1)))
     return text
-
-
-def bounded_verdict(paired: Paired, paper_effect: float, bound: int | None) -> str:
-    """The rule when some differences are only bounds (a censored threshold entered as the
-    run length). bound: None when none is; +1 when every bounded difference is a lower
-    bound on the true one, -1 when every one is an upper bound, 0 when mixed. A bound
-    supports only a verdict on its own side of 0; anything else is inconclusive."""
-    if bound is None:
-        return verdict(paired, paper_effect)
-    if paired.n == 0:
-        return PENDING
-    if paired.n < 2 or math.isnan(paired.low):
-        return INCONCLUSIVE
-    direction = math.copysign(1.0, paper_effect)
-    if bound > 0 and paired.low > 0:
-        return REPRODUCED if direction > 0 else REVERSED
-    if bound < 0 and paired.high < 0:
-        return REPRODUCED if direction < 0 else REVERSED
-    return INCONCLUSIVE
 
 
 def log_ratio_interval(ratios: Sequence[float], confidence: float = CONFIDENCE) -> Interval:
