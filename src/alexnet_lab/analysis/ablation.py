@@ -33,9 +33,8 @@ from alexnet_lab.analysis.tables import (
     minutes,
     p_value,
     points,
-    replace_between,
     size_text,
-    write_if_changed,
+    write_results,
 )
 
 CONVERGED = 0.15  # "converged": training error (with the arm's own regularisers) at or below
@@ -387,10 +386,4 @@ def report_study(study: Study, experiments: Path, scale: Scale) -> list[dict[str
             "",
         ]
     )
-    write_if_changed(study_dir / f"results{scale.suffix}.md", text)
-    readme = study_dir / "README.md"
-    if readme.is_file():
-        replace_between(readme, f"results{scale.suffix}", "\n".join(text.splitlines()[4:]))
-    for row in rows:
-        row["compute"] = minutes(wall)
-    return rows
+    return write_results(study_dir, scale.suffix, text, rows, wall)

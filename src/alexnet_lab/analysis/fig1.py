@@ -36,9 +36,8 @@ from alexnet_lab.analysis.tables import (
     points,
     ratio_bound,
     ratio_interval,
-    replace_between,
     size_text,
-    write_if_changed,
+    write_results,
 )
 
 CHANCE = 0.9  # ten classes: the training error at epoch 0
@@ -309,13 +308,7 @@ def report_relu_vs_tanh(study_dir: Path, scale: Scale) -> list[dict[str, Any]] |
             "",
         ]
     )
-    write_if_changed(study_dir / f"results{scale.suffix}.md", text)
-    readme = study_dir / "README.md"
-    if readme.is_file():
-        replace_between(readme, f"results{scale.suffix}", "\n".join(text.splitlines()[4:]))
-    for row in claim_rows:
-        row["compute"] = minutes(wall)
-    return claim_rows
+    return write_results(study_dir, scale.suffix, text, claim_rows, wall)
 
 
 def _note(relu: list[Run], tanh: list[Run], tanh_arm: tuple[list[Run], list[Run]]) -> str:

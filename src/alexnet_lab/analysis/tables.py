@@ -194,3 +194,17 @@ def check_numbers(readme: Path, generated: str, verdicts: Sequence[str]) -> None
             + "). Quote the generated tables' numbers (make report), or move the sentence "
             "to a history section."
         )
+
+
+def write_results(
+    study_dir: Path, suffix: str, text: str, rows: list[dict[str, Any]], wall_s: float
+) -> list[dict[str, Any]]:
+    """A study's results<suffix>.md, the same block (less its title) in the study's README,
+    and each claims-table row's compute: what every study's report ends with."""
+    write_if_changed(study_dir / f"results{suffix}.md", text)
+    readme = study_dir / "README.md"
+    if readme.is_file():
+        replace_between(readme, f"results{suffix}", "\n".join(text.splitlines()[4:]))
+    for row in rows:
+        row["compute"] = minutes(wall_s)
+    return rows
