@@ -7,14 +7,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import lightning as L
 import pytest
 import torch
-from helpers.project import REPO
+from helpers.project import REPO, run_make
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, TensorDataset
@@ -255,14 +253,7 @@ def test_a_nan_loss_is_named_by_its_step_before_a_checkpoint_stores_it(tmp_path:
 def test_bench_quick_smoke_writes_every_ratio_with_its_pairs(tmp_path: Path):
     """A smoke test: every figure is there, every ratio an interval object with its pairs;
     no rate is compared to a bound."""
-    result = subprocess.run(
-        ["make", "-s", "bench-quick", f"PY={REPO / '.venv' / 'bin' / 'python'}"],
-        cwd=REPO,
-        env={**os.environ, "ALEXNET_LAB_ROOT": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    result = run_make("bench-quick", tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "pipeline_speedup_vs_torchvision" in result.stdout  # the table
     assert "without stop_on_nonfinite_loss" in result.stdout  # the loop's callback table

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
 import torch
-from helpers.project import REPO
+from helpers.project import run_make
 
 from alexnet_lab.bench import gpu_check
 from alexnet_lab.bench.gpu_check import (
@@ -35,14 +33,7 @@ def test_without_a_gpu_it_says_so_in_one_line_and_exits_0(monkeypatch, capsys, t
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="on a GPU machine make gpu-check runs it all")
 def test_make_gpu_check_on_this_machine_without_a_gpu(tmp_path: Path):
-    result = subprocess.run(
-        ["make", "-s", "gpu-check", f"PY={REPO / '.venv' / 'bin' / 'python'}"],
-        cwd=REPO,
-        env={**os.environ, "ALEXNET_LAB_ROOT": str(tmp_path)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_make("gpu-check", tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout.splitlines()) == 1 and "no CUDA GPU" in result.stdout
 

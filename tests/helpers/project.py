@@ -156,3 +156,15 @@ TINY = [
     "trainer.max_epochs=2",
     "trainer.log_every_n_steps=1",
 ]
+
+
+def run_make(target: str, cwd: Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`make -s <target>` in the repository with this venv's python, outputs under `cwd`."""
+    return subprocess.run(
+        ["make", "-s", target, f"PY={REPO / '.venv' / 'bin' / 'python'}"],
+        cwd=REPO,
+        env={**os.environ, "ALEXNET_LAB_ROOT": str(cwd)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
