@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from lightning.pytorch import Callback
-from lightning.pytorch.callbacks import LearningRateMonitor
+from lightning.pytorch.callbacks import LearningRateMonitor, ProgressBar
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
@@ -64,6 +64,10 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
         callbacks.append(DatasetArtifact())  # logger.wandb.log_dataset=true
     if not cfg.get("logger"):  # logger=none: LearningRateMonitor refuses a logger-less Trainer
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    if (cfg.get("trainer") or {}).get(
+        "enable_progress_bar"
+    ) is False:  # else the Trainer refuses a bar
+        callbacks = [c for c in callbacks if not isinstance(c, ProgressBar)]
     # Not a config entry: Ctrl-C/SIGTERM/preemption must leave a checkpoint with any callbacks.
     callbacks.append(InterruptCheckpoint(Path(cfg.paths.output_dir) / CHECKPOINT_DIR))
     return callbacks

@@ -3,8 +3,8 @@
 `default_callbacks` builds, by name, the callbacks `python src/train.py logger=none` trains
 with, the way it builds them: `runs.build_callbacks` on the composed config
 (conf/callbacks/default.yaml; lr_monitor is left out without a logger; the interrupt
-checkpoint is added), `SeedPerRank` as `tasks.train` adds it, and the progress bar a
-Trainer adds unless told not to. `bench_loop` (training.py) times them removed one by one.
+checkpoint is added) and `SeedPerRank` as `tasks.train` adds it. `bench_loop`
+(training.py) times them removed one by one.
 
 `hook_profile` counts, per callback and hook, calls per step, own time per step and host
 reads of tensor values (`.item()`, `bool()`, `float()`, `.tolist()`...: each one waits for
@@ -28,9 +28,9 @@ from typing import Any
 import lightning as L
 import torch
 from hydra import compose, initialize_config_dir
-from lightning.pytorch.callbacks import TQDMProgressBar
 from omegaconf import DictConfig
 
+from alexnet_lab.bench.common import CALLBACK_COST_LIMIT
 from alexnet_lab.runs import build_callbacks
 from alexnet_lab.training.ranks import SeedPerRank
 
@@ -63,7 +63,6 @@ def default_callbacks(cfg: DictConfig, seed: int = 0) -> dict[str, L.Callback]:
         else:
             named[_snake(type(callback).__name__)] = callback
     named["seed_per_rank"] = SeedPerRank(seed)
-    named["progress_bar"] = TQDMProgressBar()  # Lightning's own, refreshed every step
     return named
 
 
@@ -136,6 +135,27 @@ class HookProfile:
         """Host reads per step outside the callbacks, by the function that made them."""
         return {where: round(n / steps, 3) for where, n in self.loop_reads.most_common()}
 
+    def callback_shares(self, steps: int, step_s: float) -> list[dict[str, Any]]:
+        """Per callback, all its hooks together: own time as a share of a training step
+        (`step_s`), costliest first, flagged above CALLBACK_COST_LIMIT. Measured inside
+        the callback, so not blurred by run-to-run noise as a timed difference is."""
+        seconds: Counter[str] = Counter()
+        reads: Counter[str] = Counter()
+        for (name, _), row in self.rows.items():
+            seconds[name] += row["seconds"]
+            reads[name] += row["host_reads"]
+        shares = [
+            {
+                "callback": name,
+                "us_per_step": round(total / steps * 1e6, 1),
+                "share_of_step": round(total / steps / step_s, 5),
+                "host_reads_per_step": round(reads[name] / steps, 3),
+                "over_limit": total / steps / step_s > CALLBACK_COST_LIMIT,
+            }
+            for name, total in seconds.items()
+        ]
+        return sorted(shares, key=lambda r: -r["share_of_step"])
+
     def table(self, steps: int) -> list[dict[str, Any]]:
         """Rows with per-step figures, costliest first (hooks never called are left out)."""
         rows = [
@@ -156,11 +176,22 @@ class HookProfile:
 def format_profile_lines(profile: dict[str, Any]) -> list[str]:
     lines = [
         "",
-        f"default callbacks, per training step ({profile['steps']} steps, "
-        f"{profile['clock']}; host reads: .item()/bool()/float() of a tensor, each a device "
-        f"sync on a GPU; counts exact, times indicative)",
+        f"default callbacks, own time per training step ({profile['steps']} steps of "
+        f"{profile['step_us'] / 1000:.1f} ms, {profile['clock']}; flagged above "
+        f"{CALLBACK_COST_LIMIT:.0%} of a step; host reads: .item()/bool()/float() of a tensor, "
+        f"each a device sync on a GPU; counts exact, times indicative)",
         "  host reads per step outside the callbacks: "
         + (", ".join(f"{k} {v}" for k, v in profile["loop_host_reads_per_step"].items()) or "none"),
+        f"  {'callback':24s} {'us/step':>9s} {'of a step':>10s} {'reads/step':>10s}",
+    ]
+    for r in profile["callbacks"]:
+        flag = f"  > {CALLBACK_COST_LIMIT:.0%}" if r["over_limit"] else ""
+        lines.append(
+            f"  {r['callback']:24s} {r['us_per_step']:9.1f} {r['share_of_step']:10.2%} "
+            f"{r['host_reads_per_step']:10.2f}{flag}"
+        )
+    lines += [
+        "  by hook:",
         f"  {'callback':24s} {'hook':28s} {'calls/step':>10s} {'us/step':>9s} {'reads/step':>10s}",
     ]
     for r in profile["rows"]:

@@ -73,9 +73,11 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
     results["stream"] = bench_stream_vs_folder(
         prepared, shards, cfg.batch_size, budget=cfg.budget()
     )
-    log("training loop: default callbacks, each removed in turn, none; raw PyTorch ...")
+    log("training loop: default callbacks against raw PyTorch; then each removed in turn ...")
     with tempfile.TemporaryDirectory(prefix="bench-loop-") as run_dir:  # its checkpoints
-        results["loop"] = bench_loop(cfg, cfg.budget(cfg.loop_budget_s), Path(run_dir))
+        results["loop"] = bench_loop(
+            cfg, cfg.budget(), cfg.budget(cfg.loop_budget_s), Path(run_dir)
+        )
     results["loop_callbacks"] = results["loop"].pop("loop_callbacks")
     log(f"model steps ({len(cfg.models)} cases) ...")
     results["models"] = bench_models(cfg)
@@ -111,14 +113,16 @@ def format_ratio_lines(results: dict[str, Any]) -> list[str]:
 
 
 def format_loop_lines(results: dict[str, Any]) -> list[str]:
-    loop = results["loop"]
+    loop, head = results["loop"], results["loop"]["headline"]
     lines = [
         "",
         f"training loop ({loop['arch']}, batch {loop['batch_size']}, {loop['timed_steps']} "
-        f"timed steps, {loop['rounds']} rounds, stopped: {loop['stopped']}): Lightning with "
-        f"the default callbacks, each removed in turn, and none, against raw PyTorch; "
-        f"'cost' is what leaving that one out gains (1 - default / this), flagged when its "
-        f"interval lies above {CALLBACK_COST_LIMIT:.0%} of a step",
+        f"timed steps a run): loop_vs_raw_pytorch above from {head['rounds']} rounds of its "
+        f"own (stopped: {head['stopped']}); the table from {loop['rounds']} rounds of every "
+        f"configuration (stopped: {loop['stopped']}): Lightning with the default callbacks, "
+        f"each removed in turn, and none, against raw PyTorch; 'cost' is what leaving that "
+        f"one out gains (1 - default / this), flagged when its interval lies above "
+        f"{CALLBACK_COST_LIMIT:.0%} of a step",
         f"  {'configuration':34s} {'vs raw PyTorch [95%]':40s} {'cost [95%]':24s}",
     ]
     for row in results["loop_callbacks"]:

@@ -9,9 +9,25 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch import Callback
+from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
+
+
+class LossProgressBar(TQDMProgressBar):
+    """Lightning's bar, with the last training step's loss read when the bar refreshes.
+
+    A value logged with prog_bar=True is read to the host after every batch (a GPU sync
+    per step); this bar reads the step loss every `refresh_rate` steps instead.
+    """
+
+    def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:
+        metrics = super().get_metrics(trainer, pl_module)
+        loss = trainer.callback_metrics.get("train/loss_step")
+        if loss is not None:
+            metrics["loss"] = float(loss)
+        return metrics
 
 
 class ImagesPerSecond(Callback):

@@ -21,6 +21,22 @@ def accuracy(num_classes: int, top_k: int) -> MulticlassAccuracy:
     return MulticlassAccuracy(num_classes, top_k=min(top_k, num_classes), average="micro")
 
 
+class MeanOverImages(MeanMetric):
+    """A batch's mean loss, averaged over images, with no host read per update.
+
+    MeanMetric's NaN check reads two values from the device at every update (a GPU sync
+    per step); nan_strategy="disable" skips it, and a NaN batch then stays in the mean
+    instead of being dropped. Under "disable" torchmetrics replaces `weight` by ones
+    (Lightning-AI/torchmetrics#3434), so the batch mean is given once per image instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(nan_strategy="disable")
+
+    def update(self, batch_mean: torch.Tensor, images: int) -> None:
+        super().update(batch_mean.detach().expand(images))
+
+
 class AlexNetClassifier(L.LightningModule):
     """Everything is stored as plain dicts/lists in the checkpoint's hyper_parameters,
     so `torch.load(weights_only=True)` reads it and the net can be rebuilt from it.
@@ -58,12 +74,12 @@ class AlexNetClassifier(L.LightningModule):
         # Mean loss per image, weighted by batch size. Like the accuracies it is summed over
         # ranks once at epoch end: exact under DDP, where ranks may run different numbers
         # of validation batches (no image is repeated to even them out).
-        self.val_loss = MeanMetric()
-        self.holdout_loss = MeanMetric()
+        self.val_loss = MeanOverImages()
+        self.holdout_loss = MeanOverImages()
         # The same for the training loss: `train/loss_epoch` (metrics.json's train/loss) is
         # the mean over every rank's images, not rank 0's share. `train/loss_step` stays
         # this rank's batch: no extra collective per step.
-        self.train_loss = MeanMetric()
+        self.train_loss = MeanOverImages()
 
     @property
     def num_parameters(self) -> int:
@@ -92,8 +108,10 @@ class AlexNetClassifier(L.LightningModule):
         logits = self(images)
         loss = self.criterion(logits, targets)
         self.train_top1(logits, targets)
-        self.train_loss(loss.detach(), weight=len(targets))
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.train_loss(loss, len(targets))
+        # Not prog_bar: Lightning would read it to the host after every batch; the
+        # progress bar callback (LossProgressBar) shows it at its refreshes.
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True)
         self.log("train/acc_top1", self.train_top1, on_step=False, on_epoch=True)
         return loss
 
@@ -120,7 +138,7 @@ class AlexNetClassifier(L.LightningModule):
         )
         top1(scores, targets)
         top5(scores, targets)
-        mean_loss(loss, weight=len(targets))
+        mean_loss(loss, len(targets))
         # The prefix names the loader: no '/dataloader_idx_N' suffix when there are two.
         self.log(f"{prefix}/loss", mean_loss, prog_bar=True, add_dataloader_idx=False)
         self.log(f"{prefix}/acc_top1", top1, prog_bar=True, add_dataloader_idx=False)
