@@ -100,6 +100,27 @@ def test_rounds_stop_at_the_minimum_once_every_ratio_is_within_3_percent():
     assert rounds.count == 3 and rounds.stopped == CONVERGED and rounds.seconds == 60.0
 
 
+def test_a_ratio_known_to_3_percent_but_straddling_its_goal_gets_rounds_until_decided():
+    """Pair ratios 1.02, 0.98, ...: known to ±3% after 5 rounds, when the interval still
+    holds the goal 0.98; rounds go on while time is left, until the low end clears it. A
+    ratio without a goal stops at 5."""
+    ratios = itertools.cycle([102.0, 98.0])
+    with_goal = run_rounds(
+        {"a": contender(ratios), "b": contender(itertools.repeat(100.0))},
+        {"r": Ratio("a", "b", goal=0.98)},
+        Budget(3, 50, math.inf),
+    )
+    result = ratio_result(with_goal, Ratio("a", "b", goal=0.98))
+    assert with_goal.stopped == CONVERGED and result["verdict"] == MEETS
+    assert with_goal.count > 5 and result["half_width"] < 0.03
+    without_goal = run_rounds(
+        {"a": contender(itertools.cycle([102.0, 98.0])), "b": contender(itertools.repeat(100.0))},
+        {"r": Ratio("a", "b")},
+        Budget(3, 50, math.inf),
+    )
+    assert without_goal.count == 5 and without_goal.stopped == CONVERGED
+
+
 def test_a_noisy_ratio_stops_when_the_next_round_would_pass_the_budget():
     clock = FakeClock()  # 10 s per run, 20 s per round: a 6th round would end at 120 s > 100 s
     contenders = {

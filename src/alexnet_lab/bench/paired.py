@@ -6,8 +6,9 @@ round ran next to each other on the same warm state; that round gives the ratio 
 A ratio is the geometric mean of its per-pair ratios with the 95% t-interval of their logs
 (`analysis.stats.log_ratio_interval`, the study's statistics, as claim 1 uses them).
 
-Rounds are added until every ratio's interval is within ±`half_width` (3%) of its value,
-or the time budget would run out with the next round ("too noisy to tell: ±7%"). A ratio
+Rounds are added until every ratio's interval is within ±`half_width` (3%) of its value
+and, for a ratio with a goal, clear of the goal, or the time budget would run out with the
+next round ("too noisy to tell: ±7%", or "within ±2% of the goal"). A ratio
 meets its goal when its interval's lower end does, fails when its upper end is below it,
 and is undecided otherwise; `make bench` fails only on a decided failure.
 """
@@ -97,9 +98,11 @@ def run_rounds(
     budget: Budget,
     elapsed: Callable[[], float] = time.monotonic,
 ) -> Rounds:
-    """Rounds of every contender until each ratio is known to ±budget.half_width, the next
-    round would overrun budget.seconds, or budget.max_rounds are done (min_rounds first,
-    whatever the time). `elapsed` is the budget's clock (wall time; tests pass a fake)."""
+    """Rounds of every contender until each ratio is known to ±budget.half_width and, if it
+    has a goal, decided (an interval still holding the goal gets more rounds while time is
+    left), the next round would overrun budget.seconds, or budget.max_rounds are done
+    (min_rounds first, whatever the time). `elapsed` is the budget's clock (wall time;
+    tests pass a fake)."""
     names = list(contenders)
     rates: dict[str, list[float]] = {}
     started = elapsed()
@@ -113,10 +116,12 @@ def run_rounds(
         spent = elapsed() - started
         if done < budget.min_rounds:
             continue
-        widths = [
-            relative_half_width(log_ratio_interval(pair_ratios(rates, r))) for r in ratios.values()
-        ]
-        if all(w <= budget.half_width for w in widths):
+        intervals = {name: log_ratio_interval(pair_ratios(rates, r)) for name, r in ratios.items()}
+        if all(
+            relative_half_width(interval) <= budget.half_width
+            and judge(interval, ratios[name].goal) != UNDECIDED  # on its goal: more, if time
+            for name, interval in intervals.items()
+        ):
             stopped = CONVERGED
             break
         if done < budget.max_rounds and spent + spent / done > budget.seconds:
