@@ -70,6 +70,9 @@ recipe-check: ## do the presets leave chance on real images? table of init x inp
 bench: ## input pipeline, prepare, training loop and model steps as ratios (a few minutes)
 	$(PY) src/bench.py
 
+bench-page: ## rewrite docs/performance.md's bench tables from the runs in docs/bench-records/
+	$(PY) -m alexnet_lab.bench.records
+
 bench-quick: ## every benchmark at toy sizes, well under a minute (the tests run it)
 	$(PY) src/bench.py --quick
 

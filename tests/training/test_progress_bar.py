@@ -1,6 +1,6 @@
 """The progress bar shows the training loss without reading it from the device every
 step: it refreshes every `refresh_rate` steps (callbacks.progress_bar.refresh_rate) and
-reads the loss then; `trainer.enable_progress_bar=false` turns it off."""
+reads the last logged step loss then; `+trainer.enable_progress_bar=false` turns it off."""
 
 from __future__ import annotations
 
@@ -41,6 +41,7 @@ def test_the_bar_shows_the_step_loss_at_each_refresh_only():
     bar = RecordedPostfix(refresh_rate=5)
     trainer = L.Trainer(
         max_steps=10,
+        log_every_n_steps=5,  # the step loss is logged (and shown) on logging steps
         logger=False,
         enable_checkpointing=False,
         enable_model_summary=False,

@@ -3,9 +3,11 @@ and the machine's description."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,6 +19,8 @@ import torch
 from PIL import Image
 
 from alexnet_lab.bench.paired import Budget
+
+REPO = Path(__file__).resolve().parents[3]
 
 TARGETS = {
     "pipeline_speedup_vs_torchvision": 2.5,
@@ -212,6 +216,17 @@ def machine_info(device: str) -> dict[str, Any]:
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info
+
+
+def git_commit() -> str | None:
+    """The checkout's commit (with '+' when it has uncommitted changes), or None."""
+    try:
+        run = functools.partial(subprocess.run, capture_output=True, text=True, timeout=10)
+        head = run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO).stdout.strip()
+        dirty = run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (head + ("+" if dirty.strip() else "")) or None
 
 
 def load_average() -> list[float] | None:

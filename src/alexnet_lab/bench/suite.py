@@ -26,6 +26,7 @@ from alexnet_lab.bench.common import (
     CALLBACK_COST_LIMIT,
     TARGETS,
     BenchConfig,
+    git_commit,
     load_average,
     machine_info,
     make_jpeg_tree,
@@ -94,6 +95,7 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
         "clock": "process CPU time, 1 thread" if cfg.device == "cpu" else "CUDA events/sync",
         "load_average_before": load_before,
         "load_average_after": load_average(),
+        "commit": git_commit(),
         "wall_s": round(time.time() - started, 1),
         "rounds": "paired, interleaved; each ratio's 95% t-interval on the log pair ratios",
     }

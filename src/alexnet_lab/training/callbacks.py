@@ -16,10 +16,11 @@ from torchvision.utils import make_grid
 
 
 class LossProgressBar(TQDMProgressBar):
-    """Lightning's bar, with the last training step's loss read when the bar refreshes.
+    """Lightning's bar, with the last logged step loss (`train/loss_step`, logged every
+    trainer.log_every_n_steps) read when the bar refreshes.
 
     A value logged with prog_bar=True is read to the host after every batch (a GPU sync
-    per step); this bar reads the step loss every `refresh_rate` steps instead.
+    per step); this bar reads the loss every `refresh_rate` steps instead.
     """
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict[str, Any]:

@@ -107,13 +107,31 @@ class AlexNetClassifier(L.LightningModule):
         images, targets = batch
         logits = self(images)
         loss = self.criterion(logits, targets)
-        self.train_top1(logits, targets)
-        self.train_loss(loss, len(targets))
-        # Not prog_bar: Lightning would read it to the host after every batch; the
-        # progress bar callback (LossProgressBar) shows it at its refreshes.
-        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True)
-        self.log("train/acc_top1", self.train_top1, on_step=False, on_epoch=True)
+        # update, not forward: no per-batch value is computed (a state copy each).
+        self.train_top1.update(logits, targets)
+        self.train_loss.update(loss, len(targets))
+        # self.log costs Lightning a device move of the value's state at every call (about
+        # 1 ms on a CPU): the step loss is logged only on the steps the Trainer writes to
+        # its loggers, the epoch's Metric objects once per epoch. Not prog_bar: Lightning
+        # would read it to the host after every batch; LossProgressBar shows it instead.
+        if self.writes_logs_this_step():
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False)
         return loss
+
+    def writes_logs_this_step(self) -> bool:
+        """Whether the Trainer writes step metrics to its loggers after this batch (its
+        rule: every log_every_n_steps optimizer steps, when stopping, and in fast_dev_run)."""
+        trainer = self.trainer
+        every = trainer.log_every_n_steps
+        due = every > 0 and (trainer.global_step + 1) % every == 0
+        return due or trainer.should_stop or bool(trainer.fast_dev_run)
+
+    def on_train_epoch_end(self) -> None:
+        # Before the checkpoint callbacks' epoch end (Lightning runs them after the
+        # module's), so last.ckpt holds this epoch's figures.
+        if self.train_loss.update_called:
+            self.log("train/loss_epoch", self.train_loss)
+            self.log("train/acc_top1", self.train_top1)
 
     def predict_proba(self, images: torch.Tensor) -> torch.Tensor:
         """Class probabilities; a (B, V, C, H, W) batch of views is softmax-averaged (10-crop)."""
