@@ -237,7 +237,8 @@ def test_nothing_in_the_default_loop_reads_a_device_value_every_step(loop_runs: 
         for row in profile.table(steps)
     }
     assert "stop_on_nonfinite_loss.on_train_batch_end" in per_step
-    assert "progress_bar.on_train_batch_end" in per_step
+    # the bar shows the loss, read every 10 steps (conf: log_every_n_steps, refresh_rate)
+    assert per_step["progress_bar.on_train_batch_end"] >= 0.05
     per_step.update(profile.loop_table(steps))  # the module, its metrics and Lightning
     assert all(reads <= 0.2 for reads in per_step.values()), per_step
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
 from alexnet_lab.training.module import AlexNetClassifier, accuracy
@@ -120,8 +121,6 @@ def test_no_metric_object_is_logged_per_training_step(monkeypatch):
     each on a CPU for a Metric object, ~0.8 ms for a tensor's, measured with cProfile):
     the module logs the step loss only on the steps the Trainer writes to its loggers,
     and the epoch's Metric objects once, at the epoch's end."""
-    from torchmetrics import Metric
-
     calls: list[tuple[str, str, bool]] = []
     log = AlexNetClassifier.log
 

@@ -55,6 +55,7 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
         raise SystemExit("--device cuda: PyTorch sees no CUDA GPU here.")
     started = time.time()
     load_before = load_average()
+    commit = git_commit()  # the code that runs: imported now, whatever is edited meanwhile
     if cfg.root:
         root = Path(cfg.root).expanduser()
     else:
@@ -95,7 +96,7 @@ def run_bench(cfg: BenchConfig, data_dir: Path, log: Callable[[str], None] = pri
         "clock": "process CPU time, 1 thread" if cfg.device == "cpu" else "CUDA events/sync",
         "load_average_before": load_before,
         "load_average_after": load_average(),
-        "commit": git_commit(),
+        "commit": commit,
         "wall_s": round(time.time() - started, 1),
         "rounds": "paired, interleaved; each ratio's 95% t-interval on the log pair ratios",
     }

@@ -63,15 +63,18 @@ def timing_trainer(
     precision: str = "32-true",
     callbacks: Sequence[L.Callback] = (),
     root_dir: Path | None = None,
+    log_every_n_steps: int = 50,
 ) -> L.Trainer:
     """A Trainer that only trains (no logger, validation or model summary) with `callbacks`;
-    checkpointing and the progress bar only where `callbacks` hold one."""
+    checkpointing and the progress bar only where `callbacks` hold one. `log_every_n_steps`:
+    how often the module logs its step loss (and the bar shows it)."""
     callbacks = [*callbacks, timer]
     return L.Trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         precision=precision,
         max_steps=max_steps,
+        log_every_n_steps=log_every_n_steps,
         logger=False,
         callbacks=callbacks,
         default_root_dir=root_dir,
@@ -132,7 +135,12 @@ class LoopRuns:
                 profile.wrap(name, every[name])
         timer = StepTimer(cfg.loop_warmup, cfg.loop_warmup + steps - 1, self.clock)
         trainer = timing_trainer(
-            cfg.device, cfg.loop_warmup + steps, timer, callbacks=chosen, root_dir=self.work_dir
+            cfg.device,
+            cfg.loop_warmup + steps,
+            timer,
+            callbacks=chosen,
+            root_dir=self.work_dir,
+            log_every_n_steps=self.callbacks_cfg.trainer.log_every_n_steps,  # as train.py
         )
         loader = self.loader if steps == cfg.loop_steps else self.longer_loader(steps)
         with quiet_stdout():
