@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from alexnet_lab.bench.common import CALLBACK_COST_LIMIT, REPO, TARGETS
-from alexnet_lab.bench.paired import describe
+from alexnet_lab.bench.paired import FAILS, describe
 
 RECORDS = REPO / "docs" / "bench-records"
 PAGE = REPO / "docs" / "performance.md"
@@ -98,6 +98,8 @@ def callback_table(run: dict[str, Any]) -> list[str]:
             cost = f"{1 - d['value']:+.1%}"
             if d["low"] is not None:
                 cost += f" [{1 - d['high']:+.1%}, {1 - d['low']:+.1%}]"
+            if d["verdict"] == FAILS:  # its whole interval above the limit
+                cost += f" > {CALLBACK_COST_LIMIT:.0%}"
         if name in shares:
             share = shares[name]
             flag = f" > {CALLBACK_COST_LIMIT:.0%}" if share["over_limit"] else ""
