@@ -9,8 +9,8 @@ import math
 import lightning as L
 import pytest
 import torch
+from helpers.small_training import small_classifier, train_only
 from lightning.pytorch.loggers import Logger
-from torch.utils.data import DataLoader, TensorDataset
 from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy
 
@@ -70,26 +70,10 @@ class EpochLosses(L.Callback):
 
 def epoch_train_losses(*by_epoch: dict[int, float]) -> list[float]:
     """train/loss_epoch of each epoch over 5 images in batches of 4 and 1."""
-    model = AlexNetClassifier(
-        {"_target_": "alexnet_lab.models.AlexNet", "arch": "alexnet_small"},
-        {"_target_": "torch.optim.SGD", "lr": 0.0},
-        scheduler=None,
-        class_names=[str(i) for i in range(10)],
-    )
+    model = small_classifier(lr=0.0)
     model.criterion = FixedBatchLoss(list(by_epoch))
     record = EpochLosses(model.criterion)
-    data = TensorDataset(torch.randn(5, 3, 32, 32), torch.arange(5))  # alexnet_small's input
-    trainer = L.Trainer(
-        max_epochs=len(by_epoch),
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        callbacks=[record],
-    )
-    trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=4))
+    train_only(model, images=5, batch_size=4, max_epochs=len(by_epoch), callbacks=[record])
     return record.losses
 
 
@@ -164,26 +148,16 @@ class StepLosses(L.Callback):
 
 
 def test_the_step_loss_reaches_the_loggers_at_their_steps_as_that_batch_s_loss():
-    model = AlexNetClassifier(
-        {"_target_": "alexnet_lab.models.AlexNet", "arch": "alexnet_small"},
-        {"_target_": "torch.optim.SGD", "lr": 0.01},
-        scheduler=None,
-        class_names=[str(i) for i in range(10)],
-    )
     written, losses = Written(), StepLosses()
-    trainer = L.Trainer(
+    train_only(
+        small_classifier(),
+        images=14,
+        batch_size=2,
         max_epochs=2,  # 7 batches an epoch: logging steps fall mid-epoch and across epochs
         log_every_n_steps=5,
         logger=written,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
         callbacks=[losses],
     )
-    data = TensorDataset(torch.randn(14, 3, 32, 32), torch.randint(0, 10, (14,)))
-    trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=2))
     logged = {
         step: row["train/loss_step"]
         for step, row in written.rows.items()

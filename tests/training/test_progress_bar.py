@@ -7,15 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
 from helpers.project import compose_config
+from helpers.small_training import small_classifier, train_only
 from lightning.pytorch.callbacks import ProgressBar
-from torch.utils.data import DataLoader, TensorDataset
 
 from alexnet_lab.runs import build_callbacks
 from alexnet_lab.training.callbacks import LossProgressBar
-from alexnet_lab.training.module import AlexNetClassifier
 
 
 class RecordedPostfix(LossProgressBar):
@@ -32,25 +29,16 @@ class RecordedPostfix(LossProgressBar):
 
 
 def test_the_bar_shows_the_step_loss_at_each_refresh_only():
-    model = AlexNetClassifier(
-        {"_target_": "alexnet_lab.models.AlexNet", "arch": "alexnet_small"},
-        {"_target_": "torch.optim.SGD", "lr": 0.01},
-        scheduler=None,
-        class_names=[str(i) for i in range(10)],
-    )
     bar = RecordedPostfix(refresh_rate=5)
-    trainer = L.Trainer(
+    train_only(
+        small_classifier(),
+        images=40,
+        batch_size=2,
         max_steps=10,
         log_every_n_steps=5,  # the step loss is logged (and shown) on logging steps
-        logger=False,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
+        enable_progress_bar=True,
         callbacks=[bar],
     )
-    data = TensorDataset(torch.randn(40, 3, 32, 32), torch.randint(0, 10, (40,)))
-    trainer.fit(model, train_dataloaders=DataLoader(data, batch_size=2))
     batch_refreshes = [(step, shown) for step, shown in bar.shown if step in (5, 10)]
     assert [step for step, _ in batch_refreshes][:2] == [5, 10]
     for _, shown in batch_refreshes:
