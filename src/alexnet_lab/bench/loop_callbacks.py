@@ -30,11 +30,11 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from alexnet_lab.bench.common import CALLBACK_COST_LIMIT
+from alexnet_lab.bench.common import CALLBACK_COST_LIMIT, REPO
 from alexnet_lab.runs import build_callbacks
 from alexnet_lab.training.ranks import SeedPerRank
 
-CONF = Path(__file__).resolve().parents[3] / "conf"
+CONF = REPO / "conf"
 # Tensor methods that copy a value to the host (a device sync on a GPU).
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__", "__index__", "numpy")
 
